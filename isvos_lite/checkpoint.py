@@ -1,0 +1,128 @@
+"""Model checkpoints: safetensors weights + a JSON sidecar with the config (no pickle needed to load).
+
+``save_checkpoint(model, "checkpoints/lite.safetensors")`` writes
+    checkpoints/lite.safetensors   the weights (state dict, float tensors)
+    checkpoints/lite.json          {"format": "isvos-lite-checkpoint", "version": 1, "config": {...}, "meta": {...}}
+both atomically (temporary file in the same folder + ``os.replace``), weights first, so a reader never sees a JSON
+that points at half-written weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from isvos_lite.config import ModelConfig, config_from_dict
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_config", "sidecar_path", "atomic_write_text"]
+
+FORMAT = "isvos-lite-checkpoint"
+VERSION = 1
+
+
+def sidecar_path(weights_path: str | os.PathLike) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write ``model`` (an ISVOS with ``.cfg``) as ``path`` (.safetensors) + its JSON sidecar."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": FORMAT, "preset": model.cfg.name})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    sidecar = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
+    atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2))
+    return path
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    """The config and meta stored next to a checkpoint, with clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train one with `isvos-lite train` or use "
+                                f"checkpoints/lite.safetensors")
+    side = sidecar_path(path)
+    if not side.exists():
+        raise FileNotFoundError(f"checkpoint {path} has no config file {side}; both files are needed "
+                                f"(copy the .json written next to the .safetensors)")
+    try:
+        data = json.loads(side.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{side} is not valid JSON ({err}); the file is damaged: copy it again") from None
+    if data.get("format") != FORMAT or "config" not in data:
+        raise ValueError(f"{side} is not an isvos-lite checkpoint config (format={data.get('format')!r})")
+    return config_from_dict(data["config"]), data.get("meta", {})
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", preset: str | None = None,
+                    model=None):
+    """Build the model described by the sidecar JSON and load the weights.
+
+    ``preset``: if given, the checkpoint must have been trained with that preset (clear error otherwise).
+    ``model``: load into this existing model instead (its config must match the checkpoint's).
+    Returns the model in eval mode.
+    """
+    from isvos_lite.model.isvos import ISVOS
+
+    path = Path(path)
+    cfg, meta = read_checkpoint_config(path)
+    if preset is not None and cfg.name != preset:
+        raise ValueError(f"checkpoint {path} was trained with preset {cfg.name!r}, not {preset!r}; "
+                         f"pass --preset {cfg.name} or pick another checkpoint")
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read weights from {path} ({err}); the file is truncated or not a safetensors file: "
+                         f"download or copy it again") from None
+    if model is None:
+        model = ISVOS(cfg)
+    elif model.cfg.to_dict() != cfg.to_dict():
+        raise ValueError(f"checkpoint {path} holds preset {cfg.name!r} with a different architecture than the model "
+                         f"given (preset {model.cfg.name!r}); build the model from the checkpoint instead")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not fit the {cfg.name!r} architecture: "
+                         f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unknown keys "
+                         f"(e.g. {unexpected[:3]}); was it written by another version of isvos-lite?")
+    bad_shape = [k for k in own if own[k].shape != state[k].shape]
+    if bad_shape:
+        k = bad_shape[0]
+        raise ValueError(f"checkpoint {path}: {len(bad_shape)} tensors have the wrong shape, e.g. {k}: "
+                         f"{tuple(state[k].shape)} in the file vs {tuple(own[k].shape)} in the model")
+    model.load_state_dict(state)
+    model.checkpoint_meta = meta
+    return model.to(map_location).eval()
