@@ -48,7 +48,7 @@ class ModelConfig:
     eke_ffn_dim: int = 1024           # FFN after the Enhanced Key Encoder's deformable attention
     value_backbone_depth: int = 18    # the "lightweight backbone" of the value encoder
     value_backbone_width: int = 64
-    decoder_dims: tuple[int, int, int] = (256, 256, 256)   # MPF output widths at s16, s8, s4
+    decoder_dims: tuple[int, int, int] = (512, 256, 256)   # MPF output widths at s16, s8, s4 (XMem: 512, 256, 256)
 
     # --- ablation switches (Table 3) -----------------------------------------------------
     query_enhancement: bool = True    # False: the query key is a projection of Q_g alone

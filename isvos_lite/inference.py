@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from isvos_lite.model.aggregate import aggregate
-from isvos_lite.model.memory import l2_similarity, softmax_affinity
+from isvos_lite.model.memory import l2_similarity, readout, softmax_affinity
 
 __all__ = ["VideoSegmenter", "StepInternals", "segment_video", "frame_to_tensor", "mask_to_numpy"]
 
@@ -352,13 +352,13 @@ class VideoSegmenter:
             affinity = softmax_affinity(sim, top_k=self.top_k)                      # (1, Tg*h*w, h*w)
             values = torch.stack([s.value[start_obj:group_end] for s in slots[first_slot:]], 2)  # (O_g, C_v, Tg, h, w)
             Og, Cv = values.shape[:2]
-            readout = torch.einsum("ocn,bnq->boq", values.reshape(Og, Cv, -1), affinity.to(values.dtype))
-            readouts.append(readout.view(Og, Cv, h, w))
+            group_readout = readout(affinity.to(values.dtype), values.reshape(1, Og, Cv, -1))  # (1, O_g, C_v, h*w)
+            readouts.append(group_readout.view(Og, Cv, h, w))
             if first_affinity is None:
                 first_affinity = affinity
             start_obj = group_end
-        readout = torch.cat(readouts, 0).unsqueeze(0)                               # (1, O, C_v, h, w)
-        logits = self.model.segment(feats, readout)                                 # (1, O, Hp, Wp)
+        f_mem = torch.cat(readouts, 0).unsqueeze(0)                                 # (1, O, C_v, h, w)
+        logits = self.model.segment(feats, f_mem)                                 # (1, O, Hp, Wp)
         _, probs = aggregate(torch.sigmoid(logits.float()))                         # (1, 1 + O, Hp, Wp)
         probs = self._from_view(stream, enc, probs, H, W)                            # (1 + O, H, W)
         if self.record and stream is self.streams[0]:
@@ -366,7 +366,7 @@ class VideoSegmenter:
                 frame_index=self.frame_index, is_memory_frame=False,
                 memory_frame_indices=[s.frame_index for s in slots],
                 query_key=feats.key[0].float().cpu(), similarity=similarity[0].float().cpu(),
-                affinity=first_affinity[0].float().cpu(), readout=readout[0].float().cpu(),
+                affinity=first_affinity[0].float().cpu(), readout=f_mem[0].float().cpu(),
                 object_logits=self._from_view(stream, enc, logits, H, W),
                 pixel_features=[p[0].float().cpu() for p in feats.pixel_features] if feats.pixel_features else None,
                 instance_queries=feats.instance["queries"][0].float().cpu() if feats.instance else None,

@@ -31,6 +31,12 @@ def test_forward_clip_shapes_and_probabilities(tiny_model):
 def test_training_forward_reaches_every_parameter(tiny_cfg):
     torch.manual_seed(0)
     model = ISVOS(tiny_cfg).train()
+    for m in model.modules():      # "bn" backbones zero-init each block's last gamma: undo it so every conv gets a gradient
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(m.weight)
+        if hasattr(m, "sampling_offsets"):   # Deformable-DETR init zeroes these weights, which blocks d(loss)/d(query)
+            torch.nn.init.normal_(m.sampling_offsets.weight, std=0.01)
+            torch.nn.init.normal_(m.attention_weights.weight, std=0.01)
     frames, masks = _clip(B=1)
     out = model.forward_clip(frames, masks)
     inst = model.forward_instance(frames[:, 0])

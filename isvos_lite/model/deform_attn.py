@@ -1,0 +1,181 @@
+"""Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021), pure PyTorch.
+
+ISVOS uses it twice: in the pixel decoder of the IS branch (§3.1, 3 levels) and in the Enhanced Key
+Encoder, Eq. (2) (§3.2): q̃_vos = DeformAttn(q̃_ins, p, Q_g), one level.
+
+Each query looks at only n_points locations per head and level, placed around a *reference point*
+by learned offsets, and mixes the bilinearly sampled values with learned softmax weights:
+
+    out(q) = W_o Σ_heads Σ_levels Σ_points A_{hlp}(q) · V_h^l( ref_l(q) + Δ_{hlp}(q) / (W_l, H_l) )
+
+Sampling uses ``F.grid_sample`` (bilinear, zeros outside, ``align_corners=False``), so no compiled
+CUDA op is needed (the most common install failure of the reference code, peers §4.4).
+Coordinates are normalised (x, y) in [0, 1]; pixel (i, j) of a level has its centre at
+((j + 0.5) / W_l, (i + 0.5) / H_l).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ms_deform_attn_core", "MSDeformAttn"]
+
+
+def _shape_list(spatial_shapes: torch.Tensor) -> list[tuple[int, int]]:
+    if spatial_shapes.dim() != 2 or spatial_shapes.shape[1] != 2:
+        raise ValueError(f"spatial_shapes must have shape (L, 2) with rows (H_l, W_l), got {tuple(spatial_shapes.shape)}")
+    return [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+
+
+def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
+                        attention_weights: torch.Tensor) -> torch.Tensor:
+    """Sample every level at the given locations and take the attention-weighted sum (Eq. (2)).
+
+    Args:
+        value: (B, S, M, D) per-head values of all levels, flattened row-major and concatenated; S = Σ H_l·W_l.
+        spatial_shapes: (L, 2) long, rows (H_l, W_l).
+        sampling_locations: (B, Lq, M, L, P, 2) normalised (x, y) in [0, 1] (outside -> zeros).
+        attention_weights: (B, Lq, M, L, P), normally softmaxed over (L, P) per head.
+
+    Returns:
+        (B, Lq, M·D), heads concatenated.
+    """
+    shapes = _shape_list(spatial_shapes)
+    B, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+    if S != sum(h * w for h, w in shapes):
+        raise ValueError(f"value has S={S} positions but spatial_shapes {shapes} sum to {sum(h * w for h, w in shapes)}")
+    if L != len(shapes):
+        raise ValueError(f"sampling_locations has {L} levels but spatial_shapes has {len(shapes)}")
+    if attention_weights.shape != sampling_locations.shape[:-1]:
+        raise ValueError(f"attention_weights shape {tuple(attention_weights.shape)} must equal "
+                         f"sampling_locations shape without the last axis {tuple(sampling_locations.shape[:-1])}")
+
+    value_per_level = value.split([h * w for h, w in shapes], dim=1)   # L x (B, H_l*W_l, M, D)
+    grids = 2 * sampling_locations - 1                                 # [0, 1] -> [-1, 1] for grid_sample
+    sampled = []
+    for level, (h, w) in enumerate(shapes):
+        # (B, H_l*W_l, M, D) -> (B*M, D, H_l, W_l)
+        value_l = value_per_level[level].permute(0, 2, 3, 1).reshape(B * M, D, h, w)
+        # (B, Lq, M, P, 2) -> (B*M, Lq, P, 2)
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))           # (B*M, D, Lq, P)
+    sampled_all = torch.stack(sampled, dim=-2).flatten(-2)            # (B*M, D, Lq, L*P)
+    weights = attention_weights.transpose(1, 2).reshape(B * M, 1, Lq, L * P)
+    out = (sampled_all * weights).sum(-1)                             # (B*M, D, Lq)
+    return out.view(B, M * D, Lq).transpose(1, 2).contiguous()         # (B, Lq, M*D)
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention module (Deformable DETR; ISVOS Eq. (2), §3.1 and §3.2).
+
+    Layers (names as in Deformable DETR, so checkpoints map 1:1):
+      sampling_offsets  Linear(C -> M·L·P·2), offsets in pixels of each level,
+      attention_weights Linear(C -> M·L·P), softmax over the L·P samples of each head,
+      value_proj, output_proj  Linear(C -> C).
+
+    Set ``module.record = True`` to keep the last sampling locations and weights (detached) in
+    ``module.last_sampling = (locations (B, Lq, M, L, P, 2), weights (B, Lq, M, L, P))`` for visualisation.
+    """
+
+    def __init__(self, d_model: int, n_levels: int, n_heads: int, n_points: int) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if min(n_levels, n_heads, n_points) < 1:
+            raise ValueError(f"n_levels, n_heads and n_points must be >= 1, got {n_levels}, {n_heads}, {n_points}")
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.record = False
+        self.last_sampling: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        """Deformable DETR's initialisation (peers §4.3): head h looks along direction 2πh/M, point p at
+        radius p+1 pixels (the direction scaled so its larger coordinate is 1); uniform weights; xavier projections."""
+        nn.init.zeros_(self.sampling_offsets.weight)
+        angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        directions = torch.stack([angles.cos(), angles.sin()], dim=-1)                 # (M, 2)
+        directions = directions / directions.abs().max(dim=-1, keepdim=True).values
+        radii = torch.arange(1, self.n_points + 1, dtype=torch.float32)                 # (P,)
+        ring = directions[:, None, None, :] * radii[None, None, :, None]               # (M, 1, P, 2)
+        ring = ring.expand(self.n_heads, self.n_levels, self.n_points, 2)              # (M, L, P, 2)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(ring.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for proj in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value_input: torch.Tensor,
+                spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            query: (B, Lq, C) queries (position embedding already added).
+            reference_points: (B, Lq, L, 2) normalised (x, y) per level.
+            value_input: (B, S, C) all levels flattened and concatenated, S = Σ H_l·W_l.
+            spatial_shapes: (L, 2) long, rows (H_l, W_l).
+            level_start_index: (L,) long, start of each level in S.
+            padding_mask: optional (B, S) bool, True = padding (its values are zeroed).
+
+        Returns:
+            (B, Lq, C).
+        """
+        shapes = _shape_list(spatial_shapes)
+        B, Lq, C = self._check_inputs(query, reference_points, value_input, shapes, level_start_index, padding_mask)
+        M, L, P = self.n_heads, self.n_levels, self.n_points
+
+        value = self.value_proj(value_input)                                          # (B, S, C)
+        if padding_mask is not None:
+            value = value.masked_fill(padding_mask[..., None], 0.0)
+        value = value.view(B, value.shape[1], M, C // M)                              # (B, S, M, D)
+
+        offsets = self.sampling_offsets(query).view(B, Lq, M, L, P, 2)               # pixels of each level
+        weights = self.attention_weights(query).view(B, Lq, M, L * P)
+        weights = weights.softmax(-1).view(B, Lq, M, L, P)
+
+        # (W_l, H_l) per level turns pixel offsets into normalised (x, y) offsets.
+        level_size_xy = spatial_shapes.flip(-1).to(offsets)                           # (L, 2)
+        locations = (reference_points[:, :, None, :, None, :]
+                     + offsets / level_size_xy[None, None, None, :, None, :])         # (B, Lq, M, L, P, 2)
+        if self.record:
+            self.last_sampling = (locations.detach(), weights.detach())
+
+        out = ms_deform_attn_core(value, spatial_shapes, locations, weights)          # (B, Lq, C)
+        return self.output_proj(out)
+
+    def _check_inputs(self, query, reference_points, value_input, shapes, level_start_index, padding_mask):
+        if query.dim() != 3 or query.shape[-1] != self.d_model:
+            raise ValueError(f"query must be (B, Lq, {self.d_model}), got {tuple(query.shape)}")
+        B, Lq, C = query.shape
+        if len(shapes) != self.n_levels:
+            raise ValueError(f"spatial_shapes has {len(shapes)} levels but the module was built for n_levels={self.n_levels}")
+        if tuple(reference_points.shape) != (B, Lq, self.n_levels, 2):
+            raise ValueError(f"reference_points must be (B, Lq, L, 2) = {(B, Lq, self.n_levels, 2)}, "
+                             f"got {tuple(reference_points.shape)}")
+        if value_input.dim() != 3 or value_input.shape[0] != B or value_input.shape[2] != C:
+            raise ValueError(f"value_input must be (B={B}, S, C={C}), got {tuple(value_input.shape)}")
+        total = sum(h * w for h, w in shapes)
+        if value_input.shape[1] != total:
+            raise ValueError(f"value_input has S={value_input.shape[1]} positions but spatial_shapes {shapes} "
+                             f"sum to {total}; flatten every level row-major and concatenate them")
+        starts = [0]
+        for h, w in shapes[:-1]:
+            starts.append(starts[-1] + h * w)
+        if level_start_index.tolist() != starts:
+            raise ValueError(f"level_start_index {level_start_index.tolist()} does not match spatial_shapes {shapes} "
+                             f"(expected {starts})")
+        if padding_mask is not None and (padding_mask.shape != value_input.shape[:2] or padding_mask.dtype != torch.bool):
+            raise ValueError(f"padding_mask must be a bool tensor of shape (B, S) = {tuple(value_input.shape[:2])}, "
+                             f"got {padding_mask.dtype} {tuple(padding_mask.shape)}")
+        return B, Lq, C

@@ -1,0 +1,164 @@
+"""The Enhanced Key Encoder (§3.2, Eq. (2), Fig. 3): an instance-aware query key from F_res4 and q̃_ins.
+
+Paper, step by step, and how this file reads it:
+
+1. Q_g = 3x3 conv(F_res4) with C_h = C_d channels ("we follow [15] to first apply a 3x3 conv").
+2. q̃_vos = DeformAttn(q̃_ins, p, Q_g)                                                         Eq. (2)
+   Single-level multi-scale deformable attention (peers §4.5): queries are the IS branch's updated object
+   queries q̃_ins (+ their positional embedding), the value map is Q_g flattened, and it is wrapped like a
+   Deformable-DETR decoder layer: attention -> residual -> LayerNorm -> FFN -> residual -> LayerNorm.
+   **Reference points p** — the paper only says "a set of 2-d reference points". We take the
+   instance-aware reading (peers §4.5 option (b)): p_n is the centroid of query n's predicted mask, i.e.
+   the confidence-weighted mean pixel centre of sigmoid(mask_logits) over the pixels where it exceeds 0.5,
+   detached from the graph; a query whose mask is empty (no pixel above 0.5) falls back to the image
+   centre (0.5, 0.5). See :func:`mask_centroids`.
+3. Injection "reversely through a dot product ... activated by a sigmoid and concatenated with Q_g":
+   maps_n = sigmoid(<Q_g(x), q̃_vos_n> / sqrt(C_h)), one map per query (N channels), Q_cat = [Q_g, maps].
+4. Key Q = 3x3 conv(Q_cat) to C_k channels ("a convolutional projection head"); orthogonal weight and
+   zero bias as STCN's key projection (peers §1.1).
+
+Without query enhancement (Table 3 baseline) the key is 3x3 conv(Q_g) and the deformable attention, the
+FFN, the norms and the injection do not exist.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from isvos_lite.model.deform_attn import MSDeformAttn
+
+__all__ = ["mask_centroids", "EnhancedKeyEncoder"]
+
+
+def mask_centroids(mask_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Reference points p of Eq. (2): the centroid of each query's predicted mask, in normalised (x, y).
+
+    The weight of a pixel is its probability sigmoid(logit) where that exceeds ``threshold`` and 0 elsewhere
+    (the predicted mask, weighted by confidence), so the faint probabilities of a large background do not
+    drag the centroid towards the centre. Pixel (i, j) of an (H, W) map sits at ((j + 0.5) / W, (i + 0.5) / H),
+    the convention of grid_sample with align_corners=False. Empty masks give the image centre (0.5, 0.5).
+    The result is detached: p is where to look, not something to learn through.
+
+    Args:
+        mask_logits: (B, N, H, W) mask logits of the N queries (any stride; stride 4 in ISVOS).
+
+    Returns:
+        (B, N, 2) normalised (x, y) in [0, 1].
+    """
+    if mask_logits.dim() != 4:
+        raise ValueError(f"mask_logits must have shape (B, N, H, W), got {tuple(mask_logits.shape)}")
+    with torch.no_grad():
+        prob = torch.sigmoid(mask_logits.float())                            # (B, N, H, W)
+        weight = torch.where(prob > threshold, prob, torch.zeros_like(prob))
+        H, W = prob.shape[-2:]
+        ys = (torch.arange(H, device=prob.device, dtype=prob.dtype) + 0.5) / H  # (H,)
+        xs = (torch.arange(W, device=prob.device, dtype=prob.dtype) + 0.5) / W  # (W,)
+        mass = weight.sum(dim=(2, 3))                                       # (B, N)
+        x_moment = (weight.sum(dim=2) * xs).sum(dim=2)                      # (B, N): sum over rows, then columns
+        y_moment = (weight.sum(dim=3) * ys).sum(dim=2)                      # (B, N)
+        empty = mass <= 0
+        safe_mass = torch.where(empty, torch.ones_like(mass), mass)
+        centroid = torch.stack([x_moment / safe_mass, y_moment / safe_mass], dim=-1)   # (B, N, 2)
+        centre = torch.full_like(centroid, 0.5)
+        return torch.where(empty.unsqueeze(-1), centre, centroid).to(mask_logits.dtype)
+
+
+class EnhancedKeyEncoder(nn.Module):
+    """Query key of the current frame from F_res4 and the IS-branch queries (§3.2, Eq. (2)).
+
+    Args:
+        in_channels: channels of F_res4.
+        hidden_dim: C_h (= C_d, the query width), channels of Q_g.
+        key_dim: C_k.
+        num_queries: N, the number of instance maps concatenated to Q_g.
+        num_heads, num_points: deformable attention heads and sampling points (one level).
+        ffn_dim: hidden width of the FFN after the deformable attention.
+        query_enhancement: False gives the Table 3 baseline (key = conv(Q_g)).
+    """
+
+    def __init__(self, in_channels: int, hidden_dim: int, key_dim: int, num_queries: int, num_heads: int,
+                 num_points: int, ffn_dim: int, query_enhancement: bool = True) -> None:
+        super().__init__()
+        if min(in_channels, hidden_dim, key_dim, num_queries, ffn_dim) < 1:
+            raise ValueError(f"EnhancedKeyEncoder widths must be >= 1, got in_channels={in_channels}, "
+                             f"hidden_dim={hidden_dim}, key_dim={key_dim}, num_queries={num_queries}, ffn_dim={ffn_dim}")
+        self.in_channels, self.hidden_dim, self.key_dim = in_channels, hidden_dim, key_dim
+        self.num_queries, self.query_enhancement = num_queries, query_enhancement
+
+        self.global_proj = nn.Conv2d(in_channels, hidden_dim, kernel_size=3, padding=1)     # F_res4 -> Q_g
+        if query_enhancement:
+            # Eq. (2) wrapped as a Deformable-DETR decoder layer (peers §4.5).
+            self.deform_attn = MSDeformAttn(hidden_dim, n_levels=1, n_heads=num_heads, n_points=num_points)
+            self.attn_norm = nn.LayerNorm(hidden_dim)
+            self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, hidden_dim))
+            self.ffn_norm = nn.LayerNorm(hidden_dim)
+            key_in = hidden_dim + num_queries                                                 # Q_cat = [Q_g, maps]
+        else:
+            key_in = hidden_dim
+        self.key_proj = nn.Conv2d(key_in, key_dim, kernel_size=3, padding=1)                 # -> query key Q
+        nn.init.orthogonal_(self.key_proj.weight)
+        nn.init.zeros_(self.key_proj.bias)
+
+    def forward(self, res4: torch.Tensor, queries: torch.Tensor | None = None,
+                query_pos: torch.Tensor | None = None, mask_logits: torch.Tensor | None = None) -> dict:
+        """
+        Args:
+            res4: F_res4, (B, C4, h, w) at stride 16.
+            queries: q̃_ins, (B, N, C_h) (required with query enhancement, ignored without).
+            query_pos: (B, N, C_h) positional embedding of the queries, or None (no positional term).
+            mask_logits: (B, N, H4, W4) the queries' predicted mask logits, which give the reference points
+                (required with query enhancement, ignored without).
+
+        Returns:
+            {"key": Q (B, C_k, h, w), "Q_g": (B, C_h, h, w), "q_vos": (B, N, C_h) | None,
+             "instance_maps": (B, N, h, w) | None, "reference_points": (B, N, 2) | None}
+        """
+        if res4.dim() != 4 or res4.shape[1] != self.in_channels:
+            raise ValueError(f"res4 must have shape (B, {self.in_channels}, h, w), got {tuple(res4.shape)}")
+        q_g = self.global_proj(res4)                                                          # (B, C_h, h, w)
+        if not self.query_enhancement:
+            return {"key": self.key_proj(q_g), "Q_g": q_g, "q_vos": None, "instance_maps": None,
+                    "reference_points": None}
+
+        self._check_query_inputs(res4, queries, query_pos, mask_logits)
+        reference_points = mask_centroids(mask_logits).to(q_g.dtype)                          # (B, N, 2)
+        q_vos = self.enhance_queries(q_g, queries, query_pos, reference_points)              # (B, N, C_h)
+        instance_maps = torch.sigmoid(
+            torch.einsum("bchw,bnc->bnhw", q_g, q_vos) / math.sqrt(self.hidden_dim))         # (B, N, h, w)
+        q_cat = torch.cat([q_g, instance_maps], dim=1)                                        # (B, C_h + N, h, w)
+        return {"key": self.key_proj(q_cat), "Q_g": q_g, "q_vos": q_vos, "instance_maps": instance_maps,
+                "reference_points": reference_points}
+
+    def enhance_queries(self, q_g: torch.Tensor, queries: torch.Tensor, query_pos: torch.Tensor | None,
+                        reference_points: torch.Tensor) -> torch.Tensor:
+        """Eq. (2): q̃_vos = DeformAttn(q̃_ins, p, Q_g), then residual + LN, FFN, residual + LN.
+
+        q_g (B, C_h, h, w), queries (B, N, C_h), query_pos (B, N, C_h) | None, reference_points (B, N, 2)
+        -> (B, N, C_h).
+        """
+        B, C, h, w = q_g.shape
+        value = q_g.flatten(2).transpose(1, 2)                                                # (B, h*w, C_h)
+        spatial_shapes = torch.tensor([[h, w]], dtype=torch.long, device=q_g.device)          # (1, 2)
+        level_start_index = torch.zeros(1, dtype=torch.long, device=q_g.device)               # (1,)
+        attn_query = queries if query_pos is None else queries + query_pos                    # (B, N, C_h)
+        attended = self.deform_attn(attn_query, reference_points.unsqueeze(2), value,
+                                    spatial_shapes, level_start_index)                        # (B, N, C_h)
+        x = self.attn_norm(queries + attended)                                                # (B, N, C_h)
+        return self.ffn_norm(x + self.ffn(x))                                                 # (B, N, C_h)
+
+    def _check_query_inputs(self, res4, queries, query_pos, mask_logits) -> None:
+        B = res4.shape[0]
+        expected = (B, self.num_queries, self.hidden_dim)
+        if queries is None or mask_logits is None:
+            raise ValueError("query enhancement is on: EnhancedKeyEncoder needs the IS-branch queries (B, N, C_h) and "
+                             "their mask_logits (B, N, H4, W4); pass them, or build it with query_enhancement=False")
+        if tuple(queries.shape) != expected:
+            raise ValueError(f"queries must have shape (B, N, C_h) = {expected}, got {tuple(queries.shape)}")
+        if query_pos is not None and tuple(query_pos.shape) != expected:
+            raise ValueError(f"query_pos must have shape (B, N, C_h) = {expected}, got {tuple(query_pos.shape)}")
+        if mask_logits.dim() != 4 or tuple(mask_logits.shape[:2]) != (B, self.num_queries):
+            raise ValueError(f"mask_logits must have shape (B, N, H4, W4) with B={B}, N={self.num_queries}, "
+                             f"got {tuple(mask_logits.shape)}")

@@ -1,0 +1,145 @@
+"""Memory reading (§3.2 "Memory Reading", Eq. (3)): affinity between the query key and the memory keys,
+then the readout F_mem as an affinity-weighted sum of the memory values.
+
+Notation (per batch element):
+
+* memory keys   K: (C_k, N_m) with N_m = T * h * w  (T memory frames at stride 16)
+* query key     Q: (C_k, HW)                         (the current frame)
+* memory values V: (O, C_v, N_m)                     (one value per object)
+
+Eq. (3) is a softmax over the memory axis of the negative squared L2 distance, scaled by 1/sqrt(C_k)
+(STCN, peers §1.3):
+
+    d(K_i, Q_j) = -||K_i - Q_j||^2 / sqrt(C_k) = (2 K_i.Q_j - ||K_i||^2 - ||Q_j||^2) / sqrt(C_k)
+
+``||Q_j||^2`` is the same for every memory entry i, so it cancels in the softmax over i and is dropped:
+one batched matmul K^T Q plus a column of squared key norms. Training uses the full softmax; inference
+keeps only the top-k (k = 20, STCN) similarities of every query pixel.
+
+Numerics: the similarity is computed in float32 even under fp16 autocast (the squared norms of large
+keys overflow fp16), and the softmax subtracts the per-column maximum before exponentiating, so large
+similarities cannot turn into inf / inf = NaN (the reference top-k path does not; peers §1.3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory"]
+
+
+def l2_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
+    """Eq. (3) logits: S_ij = (2 K_i.Q_j - ||K_i||^2) / sqrt(C_k), i.e. -||K_i - Q_j||^2 / sqrt(C_k) + const_j.
+
+    Args:
+        mem_key: (B, C_k, N_m) memory keys.
+        query_key: (B, C_k, HW) query keys.
+
+    Returns:
+        (B, N_m, HW) float32 similarities (memory along dim 1).
+    """
+    if mem_key.dim() != 3 or query_key.dim() != 3:
+        raise ValueError(f"l2_similarity expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW), "
+                         f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
+    if mem_key.shape[:2] != query_key.shape[:2]:
+        raise ValueError(f"mem_key {tuple(mem_key.shape)} and query_key {tuple(query_key.shape)} must share "
+                         f"the batch size and the key dimension C_k (dims 0 and 1)")
+    key_dim = mem_key.shape[1]
+    # float32 even inside an fp16 autocast region: ||K_i||^2 of large keys overflows fp16.
+    with torch.autocast(device_type=mem_key.device.type, enabled=False):
+        mem_key = mem_key.float()
+        query_key = query_key.float()
+        key_sq = mem_key.pow(2).sum(dim=1).unsqueeze(2)                 # (B, N_m, 1)
+        cross = torch.bmm(mem_key.transpose(1, 2), query_key)           # (B, N_m, HW)
+        return (2 * cross - key_sq) / math.sqrt(key_dim)                 # (B, N_m, HW)
+
+
+def softmax_affinity(similarity: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
+    """Eq. (3): A = softmax over the memory axis (dim 1) of the similarities, max-subtracted.
+
+    Args:
+        similarity: (B, N_m, HW).
+        top_k: ``None`` for the full softmax (training). With an int k, every query column keeps exactly
+            its k largest similarities (softmaxed among themselves) and all other entries are exactly 0;
+            k is clipped to N_m (inference, k = 20).
+
+    Returns:
+        (B, N_m, HW) affinity in the dtype of ``similarity``; every column sums to 1.
+    """
+    if similarity.dim() != 3:
+        raise ValueError(f"softmax_affinity expects similarity (B, N_m, HW), got {tuple(similarity.shape)}")
+    if similarity.shape[1] < 1:
+        raise ValueError("softmax_affinity needs at least one memory entry (N_m >= 1); is the memory empty?")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    out_dtype = similarity.dtype
+    sim = similarity.float()                                            # sums over N_m stay exact-ish in fp32
+
+    if top_k is None or top_k >= sim.shape[1]:
+        shifted = sim - sim.amax(dim=1, keepdim=True)                   # (B, N_m, HW), <= 0
+        weights = shifted.exp()
+        return (weights / weights.sum(dim=1, keepdim=True)).to(out_dtype)
+
+    values, indices = sim.topk(top_k, dim=1)                            # (B, k, HW) each, sorted, values[:, 0] is the max
+    weights = (values - values[:, :1]).exp()                            # (B, k, HW)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    affinity = torch.zeros_like(sim).scatter_(1, indices, weights)      # (B, N_m, HW), k non-zeros per column
+    return affinity.to(out_dtype)
+
+
+def readout(affinity: torch.Tensor, mem_value: torch.Tensor) -> torch.Tensor:
+    """F_mem = V A: the affinity-weighted sum of memory values, one affinity shared by all objects (§3.2).
+
+    Args:
+        affinity: (B, N_m, HW).
+        mem_value: (B, O, C_v, N_m).
+
+    Returns:
+        (B, O, C_v, HW) in the dtype of ``mem_value``.
+    """
+    if affinity.dim() != 3 or mem_value.dim() != 4:
+        raise ValueError(f"readout expects affinity (B, N_m, HW) and mem_value (B, O, C_v, N_m), "
+                         f"got {tuple(affinity.shape)} and {tuple(mem_value.shape)}")
+    B, O, C_v, N_m = mem_value.shape
+    if affinity.shape[0] != B or affinity.shape[1] != N_m:
+        raise ValueError(f"affinity {tuple(affinity.shape)} does not match mem_value {tuple(mem_value.shape)}: "
+                         f"batch and memory size N_m must agree")
+    values = mem_value.reshape(B, O * C_v, N_m)                         # (B, O*C_v, N_m): objects share the matmul
+    out = torch.bmm(values, affinity.to(values.dtype))                  # (B, O*C_v, HW)
+    return out.view(B, O, C_v, affinity.shape[2])                       # (B, O, C_v, HW)
+
+
+def read_memory(query_key: torch.Tensor, mem_key: torch.Tensor, mem_value: torch.Tensor,
+                top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Memory reading of one frame (§3.2, Eq. (3)): similarity -> affinity -> readout F_mem.
+
+    Args:
+        query_key: (B, C_k, h, w) the current frame's key Q.
+        mem_key: (B, C_k, T, h_m, w_m) memory keys K of T frames (usually h_m, w_m = h, w).
+        mem_value: (B, O, C_v, T, h_m, w_m) memory values V of O objects.
+        top_k: ``None`` = full softmax (training); an int = top-k softmax (inference, 20).
+
+    Returns:
+        readout (B, O, C_v, h, w) and affinity (B, T*h_m*w_m, h*w).
+    """
+    if query_key.dim() != 4:
+        raise ValueError(f"query_key must have shape (B, C_k, h, w), got {tuple(query_key.shape)}")
+    if mem_key.dim() != 5:
+        raise ValueError(f"mem_key must have shape (B, C_k, T, h, w), got {tuple(mem_key.shape)}")
+    if mem_value.dim() != 6:
+        raise ValueError(f"mem_value must have shape (B, O, C_v, T, h, w), got {tuple(mem_value.shape)}")
+    B, C_k, h, w = query_key.shape
+    if mem_key.shape[:2] != (B, C_k):
+        raise ValueError(f"mem_key {tuple(mem_key.shape)} must share batch size and C_k with query_key "
+                         f"{tuple(query_key.shape)}")
+    if mem_value.shape[0] != B or mem_value.shape[3:] != mem_key.shape[2:]:
+        raise ValueError(f"mem_value {tuple(mem_value.shape)} must match mem_key {tuple(mem_key.shape)} in batch "
+                         f"size and (T, h, w)")
+    O, C_v = mem_value.shape[1:3]
+
+    similarity = l2_similarity(mem_key.flatten(2), query_key.flatten(2))   # (B, N_m, h*w)
+    affinity = softmax_affinity(similarity, top_k)                          # (B, N_m, h*w)
+    out = readout(affinity, mem_value.flatten(3))                           # (B, O, C_v, h*w)
+    return out.view(B, O, C_v, h, w), affinity
