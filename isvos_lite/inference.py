@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from isvos_lite.model.aggregate import aggregate
-from isvos_lite.model.memory import l2_similarity, readout, softmax_affinity
+from isvos_lite.model.memory import query_major_similarity, readout, softmax_affinity, topk_readout
 
 __all__ = ["VideoSegmenter", "StepInternals", "segment_video", "frame_to_tensor", "mask_to_numpy"]
 
@@ -342,17 +342,24 @@ class VideoSegmenter:
         slots = stream.memory.slots
         _, Ck, h, w = feats.key.shape
         mem_key = torch.stack([s.key for s in slots], 1).view(1, Ck, -1)          # (1, C_k, T*h*w)
-        similarity = l2_similarity(mem_key, feats.key.view(1, Ck, -1))             # (1, T*h*w, h*w)
+        similarity = query_major_similarity(mem_key, feats.key.view(1, Ck, -1))    # (1, h*w, T*h*w), once per frame
         readouts, first_affinity = [], None
         start_obj = 0
         while start_obj < known:                                                    # object groups
             first_slot = stream.memory.first_slot_with(start_obj + 1)               # where this group appeared
             group_end = slots[first_slot].value.shape[0]                            # objects known from then on
-            sim = similarity[:, first_slot * h * w:]
-            affinity = softmax_affinity(sim, top_k=self.top_k)                      # (1, Tg*h*w, h*w)
+            sim = similarity[:, :, first_slot * h * w:]                             # (1, h*w, Tg*h*w)
             values = torch.stack([s.value[start_obj:group_end] for s in slots[first_slot:]], 2)  # (O_g, C_v, Tg, h, w)
             Og, Cv = values.shape[:2]
-            group_readout = readout(affinity.to(values.dtype), values.reshape(1, Og, Cv, -1))  # (1, O_g, C_v, h*w)
+            values = values.reshape(1, Og, Cv, -1)                                  # (1, O_g, C_v, Tg*h*w)
+            if self.top_k is None:                                                  # full softmax (as in training)
+                affinity = softmax_affinity(sim.transpose(1, 2))                    # (1, Tg*h*w, h*w)
+                group_readout = readout(affinity.to(values.dtype), values)
+            else:
+                group_readout, weights, indices = topk_readout(sim, values, self.top_k)
+                affinity = None
+                if self.record and first_affinity is None:                          # dense copy only for the viz
+                    affinity = torch.zeros_like(sim[0]).scatter_(1, indices[0], weights[0]).T.unsqueeze(0)
             readouts.append(group_readout.view(Og, Cv, h, w))
             if first_affinity is None:
                 first_affinity = affinity
@@ -365,8 +372,9 @@ class VideoSegmenter:
             self.last = StepInternals(
                 frame_index=self.frame_index, is_memory_frame=False,
                 memory_frame_indices=[s.frame_index for s in slots],
-                query_key=feats.key[0].float().cpu(), similarity=similarity[0].float().cpu(),
-                affinity=first_affinity[0].float().cpu(), readout=f_mem[0].float().cpu(),
+                query_key=feats.key[0].float().cpu(), similarity=similarity[0].T.float().cpu(),
+                affinity=None if first_affinity is None else first_affinity[0].float().cpu(),
+                readout=f_mem[0].float().cpu(),
                 object_logits=self._from_view(stream, enc, logits, H, W),
                 pixel_features=[p[0].float().cpu() for p in feats.pixel_features] if feats.pixel_features else None,
                 instance_queries=feats.instance["queries"][0].float().cpu() if feats.instance else None,

@@ -182,3 +182,18 @@ def test_aggregate_rejects_bad_input():
         aggregate(torch.rand(3, 4, 4))
     with pytest.raises(ValueError, match="float"):
         aggregate(torch.ones(1, 1, 2, 2, dtype=torch.long))
+
+
+def test_topk_readout_equals_dense_topk_path():
+    from isvos_lite.model.memory import l2_similarity, query_major_similarity, readout, softmax_affinity, topk_readout
+    g = torch.Generator().manual_seed(3)
+    mem_key, query_key = torch.randn(2, 8, 45, generator=g), torch.randn(2, 8, 12, generator=g)
+    values = torch.randn(2, 3, 5, 45, generator=g)
+    qm = query_major_similarity(mem_key, query_key)
+    torch.testing.assert_close(qm, l2_similarity(mem_key, query_key).transpose(1, 2))
+    for k in (1, 7, 100):
+        fast, weights, indices = topk_readout(qm, values, k)
+        dense = readout(softmax_affinity(l2_similarity(mem_key, query_key), top_k=k), values)
+        torch.testing.assert_close(fast, dense)
+        assert indices.shape == (2, 12, min(k, 45))
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 12))

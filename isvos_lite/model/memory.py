@@ -27,7 +27,7 @@ import math
 
 import torch
 
-__all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory"]
+__all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory", "query_major_similarity", "topk_readout"]
 
 
 def l2_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
@@ -143,3 +143,62 @@ def read_memory(query_key: torch.Tensor, mem_key: torch.Tensor, mem_value: torch
     affinity = softmax_affinity(similarity, top_k)                          # (B, N_m, h*w)
     out = readout(affinity, mem_value.flatten(3))                           # (B, O, C_v, h*w)
     return out.view(B, O, C_v, h, w), affinity
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fast inference path. Mathematically the same as softmax_affinity(top_k) + readout, but it never builds
+# the dense (N_m, HW) affinity: with k = 20 non-zeros per column out of N_m = 16 * h * w, a dense matmul wastes
+# >99% of its work. Two layout choices make it fast on CPU: the similarity is computed query-major
+# (B, HW, N_m), so top-k runs along the contiguous last axis (about 20x faster than along dim 1), and the
+# readout gathers only the k selected memory values per query pixel.
+
+def query_major_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
+    """Eq. (3) logits laid out query-major: (B, HW, N_m) = l2_similarity(mem_key, query_key).transpose(1, 2).
+
+    Args:
+        mem_key: (B, C_k, N_m); query_key: (B, C_k, HW).
+    """
+    if mem_key.dim() != 3 or query_key.dim() != 3 or mem_key.shape[:2] != query_key.shape[:2]:
+        raise ValueError(f"query_major_similarity expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW) with the "
+                         f"same B and C_k, got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
+    key_dim = mem_key.shape[1]
+    with torch.autocast(device_type=mem_key.device.type, enabled=False):
+        mem_key = mem_key.float()
+        query_key = query_key.float()
+        key_sq = mem_key.pow(2).sum(dim=1).unsqueeze(1)                 # (B, 1, N_m)
+        cross = torch.bmm(query_key.transpose(1, 2), mem_key)           # (B, HW, N_m)
+        return (2 * cross - key_sq) / math.sqrt(key_dim)                 # (B, HW, N_m)
+
+
+def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
+    """Top-k memory reading from a query-major similarity.
+
+    Args:
+        similarity: (B, HW, N_m) from ``query_major_similarity``.
+        mem_value: (B, O, C_v, N_m).
+        top_k: k (clipped to N_m).
+
+    Returns:
+        readout (B, O, C_v, HW), weights (B, HW, k) (softmax over the k kept entries, max-subtracted) and
+        indices (B, HW, k) of the kept memory entries.
+    """
+    if similarity.dim() != 3 or mem_value.dim() != 4:
+        raise ValueError(f"topk_readout expects similarity (B, HW, N_m) and mem_value (B, O, C_v, N_m), "
+                         f"got {tuple(similarity.shape)} and {tuple(mem_value.shape)}")
+    B, HW, N_m = similarity.shape
+    _, O, C_v, N_v = mem_value.shape
+    if mem_value.shape[0] != B or N_v != N_m:
+        raise ValueError(f"similarity {tuple(similarity.shape)} and mem_value {tuple(mem_value.shape)} must agree "
+                         f"in batch size and memory size N_m")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    k = min(top_k, N_m)
+    values, indices = similarity.float().topk(k, dim=2)                 # (B, HW, k), sorted: values[..., 0] is the max
+    weights = (values - values[..., :1]).exp()
+    weights = weights / weights.sum(dim=2, keepdim=True)                # (B, HW, k)
+    flat_values = mem_value.reshape(B, O * C_v, N_m)
+    out = []
+    for b in range(B):                                                  # gather the k chosen entries per query pixel
+        picked = flat_values[b][:, indices[b].reshape(-1)].view(O * C_v, HW, k)      # (O*C_v, HW, k)
+        out.append((picked * weights[b].to(picked.dtype).unsqueeze(0)).sum(-1))       # (O*C_v, HW)
+    return torch.stack(out).view(B, O, C_v, HW), weights, indices
