@@ -1,0 +1,205 @@
+"""Where does one query pixel match in memory? Affinity heat maps over the memory frames.
+
+Memory reading (Eq. 3, §3.2) compares the query key of every pixel of the current frame with the
+keys of every position of every memory frame. Fix one query pixel and the result is one weight per
+memory position, ``affinity_rows`` of shape (T, h, w) on the key grid (stride 16). This module
+draws that row as a heat map over each memory frame (one shared, data-driven colour scale and one
+colour bar), marks the top-k positions that inference keeps (§4.1: top-k = 20), and shows the query
+frame with the picked pixel and the key-grid cell it falls in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colorbar import Colorbar
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
+
+from isvos_lite.viz.arrays import as_frame, as_frames, to_numpy
+from isvos_lite.viz.figures import grid_shape, new_figure, style_image_axes
+
+__all__ = ["top_k_positions", "check_affinity_rows", "grid_extent", "AffinityPanels", "draw_affinity", "plot_affinity"]
+
+QUERY_MARKER = dict(marker="*", s=260, c="lime", edgecolors="white", linewidths=1.25, zorder=3)
+TOP_K_MARKER = dict(marker="o", s=70, facecolors="none", edgecolors="cyan", linewidths=1.6, zorder=3)
+
+
+def check_affinity_rows(affinity_rows: Any, num_memory_frames: int) -> np.ndarray:
+    """Return the rows as a finite float (T, h, w) array with T = number of memory frames, or raise."""
+    rows = to_numpy(affinity_rows, "affinity_rows")
+    if rows.ndim != 3:
+        raise ValueError(
+            f"affinity_rows: expected shape (T, h, w) (one weight per memory position for one query pixel), got {rows.shape}; "
+            "for a full affinity (T*h*w, h*w) take column [:, query_index] and reshape to (T, h, w)")
+    if rows.shape[0] != num_memory_frames:
+        raise ValueError(f"affinity_rows: has {rows.shape[0]} maps but memory_frames has {num_memory_frames} frames; pass one map per memory frame")
+    rows = rows.astype(np.float64)
+    if not np.all(np.isfinite(rows)):
+        raise ValueError("affinity_rows: contains NaN or infinite values")
+    return rows
+
+
+def top_k_positions(affinity_rows: Any, k: int) -> np.ndarray:
+    """The k memory positions with the highest weight over all memory frames, best first: (k, 3) (t, row, col).
+
+    This is the set that top-k memory reading keeps for the query pixel (§4.1, "top-k filter").
+    """
+    rows = to_numpy(affinity_rows, "affinity_rows")
+    if rows.ndim != 3:
+        raise ValueError(f"affinity_rows: expected shape (T, h, w), got {rows.shape}")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= rows.size:
+        raise ValueError(f"top_k must be an integer in 1..{rows.size} (the number of memory positions), got {k!r}")
+    flat = rows.reshape(-1)                                     # (T*h*w,)
+    best = np.argpartition(-flat, k - 1)[:k]                    # k largest, unordered
+    best = best[np.argsort(-flat[best], kind="stable")]         # best first
+    return np.stack(np.unravel_index(best, rows.shape), axis=1)  # (k, 3)
+
+
+@dataclass
+class AffinityPanels:
+    """The artists of one affinity figure, so a widget (and a test) can find them again."""
+
+    memory_axes: list[Axes]
+    query_ax: Axes
+    heat_images: list[AxesImage]     # one heat map per memory frame
+    query_image: AxesImage
+    colorbar: Colorbar
+    top_k: np.ndarray | None         # (k, 3) marked positions, or None
+
+
+def grid_extent(grid_hw: tuple[int, int], stride: float = 16, scale: float = 1.0,
+                pad: tuple[float, float, float, float] = (0, 0, 0, 0)) -> tuple[float, float, float, float]:
+    """Where an (h, w) key grid lies on the original frame, as a matplotlib extent (left, right, bottom, top).
+
+    The model sees the frame resized by ``scale`` and padded by ``pad`` = (left, right, top, bottom)
+    pixels (to a multiple of 32); key cell (r, c) covers internal pixels [c*stride, (c+1)*stride).
+    Mapped back, the grid may reach past the frame's border (the padding); coordinates are pixel
+    centres, so pixel i spans i - 0.5 .. i + 0.5.
+    """
+    height, width = grid_hw
+    left_pad, _, top_pad, _ = pad
+    return (-left_pad / scale - 0.5, (width * stride - left_pad) / scale - 0.5,
+            (height * stride - top_pad) / scale - 0.5, -top_pad / scale - 0.5)
+
+
+class _KeyGrid:
+    """Cell geometry of a key grid drawn with a given extent: cell centres and the cell of a pixel."""
+
+    def __init__(self, grid_hw: tuple[int, int], extent: tuple[float, float, float, float]):
+        self.rows, self.cols = grid_hw
+        self.left, right, bottom, self.top = extent
+        self.cell_w = (right - self.left) / self.cols
+        self.cell_h = (bottom - self.top) / self.rows
+
+    def centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.left + (cols + 0.5) * self.cell_w, self.top + (rows + 0.5) * self.cell_h
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int]:
+        row = int(np.clip((y - self.top) // self.cell_h, 0, self.rows - 1))
+        col = int(np.clip((x - self.left) // self.cell_w, 0, self.cols - 1))
+        return row, col
+
+
+def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any, query_frame: Any,
+                  query_xy: Sequence[float], top_k: int | None = None,
+                  memory_indices: Sequence[int] | None = None, query_index: int | None = None,
+                  ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno", title: str | None = None,
+                  extent: tuple[float, float, float, float] | None = None,
+                  panel_size: float = 2.8) -> tuple[Figure, AffinityPanels]:
+    """Draw the affinity of one query pixel over the memory frames (into ``figure`` if given, cleared first).
+
+    ``extent`` places the key grid on the frames (see :func:`grid_extent`); default: the grid
+    covers each frame exactly.
+    """
+    memory = as_frames(memory_frames, "memory_frames")
+    rows = check_affinity_rows(affinity_rows, len(memory))           # (T, h, w)
+    query = as_frame(query_frame, "query_frame")
+    height, width = query.shape[:2]
+    x, y = _check_query_xy(query_xy, height, width)
+    if memory_indices is not None and len(memory_indices) != len(memory):
+        raise ValueError(f"memory_indices: got {len(memory_indices)} indices for {len(memory)} memory frames")
+    marked = top_k_positions(rows, top_k) if top_k is not None else None
+
+    num_rows, num_cols = grid_shape(len(memory) + 1, ncols)
+    figure, axes = new_figure(num_rows, num_cols, panel_size=(panel_size, panel_size * height / width + 0.4),
+                              figure=figure)
+    low, high = float(rows.min()), float(rows.max())
+    if high <= low:                                                  # a constant row: keep a valid colour scale
+        high = low + 1e-12
+    grid_hw = rows.shape[1:]
+    memory_axes, heat_images = [], []
+    for t, frame in enumerate(memory):
+        ax = axes.flat[t]
+        frame_h, frame_w = frame.shape[:2]
+        frame_extent = extent if extent is not None else (-0.5, frame_w - 0.5, frame_h - 0.5, -0.5)
+        ax.imshow(frame, interpolation="nearest")
+        heat = ax.imshow(rows[t], cmap=cmap, vmin=low, vmax=high, alpha=alpha, interpolation="nearest",
+                         extent=frame_extent)
+        if marked is not None:
+            here = marked[marked[:, 0] == t]                          # (k_t, 3) rows (t, r, c)
+            xs, ys = _KeyGrid(grid_hw, frame_extent).centres(here[:, 1], here[:, 2])
+            ax.scatter(xs, ys, gid="top_k", label=f"top-{top_k}", **TOP_K_MARKER)
+        ax.set_xlim(-0.5, frame_w - 0.5)                              # cut off grid cells over the padding
+        ax.set_ylim(frame_h - 0.5, -0.5)
+        style_image_axes(ax, f"memory frame {memory_indices[t]}" if memory_indices is not None else f"memory {t}")
+        memory_axes.append(ax)
+        heat_images.append(heat)
+
+    query_ax = axes.flat[len(memory)]
+    query_image = query_ax.imshow(query, interpolation="nearest")
+    query_grid = _KeyGrid(grid_hw, extent if extent is not None else (-0.5, width - 0.5, height - 0.5, -0.5))
+    cell_row, cell_col = query_grid.cell_of(x, y)
+    query_ax.add_patch(Rectangle((query_grid.left + cell_col * query_grid.cell_w, query_grid.top + cell_row * query_grid.cell_h),
+                                 query_grid.cell_w, query_grid.cell_h,
+                                 fill=False, edgecolor="lime", linewidth=1.5, gid="query_cell"))
+    query_ax.scatter([x], [y], gid="query_pixel", **QUERY_MARKER)
+    query_ax.set_xlim(-0.5, width - 0.5)
+    query_ax.set_ylim(height - 0.5, -0.5)
+    frame_label = f"frame {query_index}" if query_index is not None else "query frame"
+    style_image_axes(query_ax, f"{frame_label}: query ({x:g}, {y:g})")
+    for ax in axes.flat[len(memory) + 1:]:
+        ax.set_axis_off()
+
+    colorbar = figure.colorbar(heat_images[0], ax=memory_axes, shrink=0.85, label="affinity weight")
+    colorbar.solids.set_alpha(1.0)                                   # the scale itself is drawn opaque
+    if title is not None:
+        figure.suptitle(title, fontsize=11)
+    return figure, AffinityPanels(memory_axes, query_ax, heat_images, query_image, colorbar, marked)
+
+
+def plot_affinity(memory_frames: Any, affinity_rows: Any, query_frame: Any, query_xy: Sequence[float],
+                  top_k: int | None = None, memory_indices: Sequence[int] | None = None,
+                  query_index: int | None = None, ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno",
+                  title: str | None = None, extent: tuple[float, float, float, float] | None = None) -> Figure:
+    """Heat maps of one query pixel's affinity over each memory frame, plus the query frame (Eq. 3).
+
+    Args:
+        memory_frames: T frames (H, W, 3) (or (T, H, W, 3) / (T, 3, H, W)).
+        affinity_rows: (T, h, w) weights of the query pixel over every memory position (key grid,
+            e.g. h = H/16); colour limits come from the data, with one colour bar for all maps.
+        query_frame: the current frame (H, W, 3).
+        query_xy: the query pixel (x = column, y = row) in query-frame pixels; starred, with its key cell boxed.
+        top_k: if given, circle the k highest-weight positions over all memory frames (what top-k reading keeps).
+        memory_indices / query_index: video frame numbers for the ``memory frame t`` / ``frame t`` titles.
+        extent: where the key grid lies on the frames when the model padded or resized them
+            (:func:`grid_extent`); default: the grid covers each frame exactly.
+    """
+    figure, _ = draw_affinity(None, memory_frames, affinity_rows, query_frame, query_xy, top_k=top_k,
+                              memory_indices=memory_indices, query_index=query_index, ncols=ncols,
+                              alpha=alpha, cmap=cmap, title=title, extent=extent)
+    return figure
+
+
+def _check_query_xy(query_xy: Sequence[float], height: int, width: int) -> tuple[float, float]:
+    values = to_numpy(query_xy, "query_xy").reshape(-1)
+    if values.size != 2:
+        raise ValueError(f"query_xy: expected (x, y), got {query_xy!r}")
+    x, y = float(values[0]), float(values[1])
+    if not (0 <= x < width and 0 <= y < height):
+        raise ValueError(f"query_xy: ({x:g}, {y:g}) lies outside the query frame (x in 0..{width - 1}, y in 0..{height - 1})")
+    return x, y

@@ -1,0 +1,390 @@
+"""Interactive explorers for the notebooks: thin ipywidgets shells over the plotting functions.
+
+Each explorer keeps its figure in ``.fig``, exposes its controls as attributes (``frame_slider``,
+``x_slider``, ...), and redraws in a plain ``update()`` method; the controls' callbacks and the
+figure's click handler (``on_click``) are plain methods too. So a test can drive an explorer with
+no browser and no kernel: set ``slider.value`` (what the browser does) or replay a matplotlib
+``MouseEvent`` (what an ipympl click does), then look at ``.fig``.
+
+Under ``%matplotlib widget`` (ipympl) the figure is a live canvas and clicking picks pixels or
+frames; under the default inline backend the figure is re-rendered into an Output widget and the
+sliders do everything. The figures are not registered with pyplot: a later ``plt.plot`` in the
+notebook must not draw into an explorer (it would, were the explorer's figure pyplot's "current
+figure"), and the inline backend must not show it a second time. Display an explorer by making it
+the last expression of a cell (or ``display(ex)``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Mapping, Sequence
+
+import ipywidgets as widgets
+import matplotlib
+import numpy as np
+from matplotlib.backend_bases import MouseEvent
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from isvos_lite.viz.affinity import draw_affinity
+from isvos_lite.viz.arrays import as_frame, as_frames, as_masks, check_same_hw, to_numpy
+from isvos_lite.viz.colors import object_color_hex
+from isvos_lite.viz.curves import METRICS, per_frame_curve, plot_jf_curves
+from isvos_lite.viz.overlays import draw_comparison, draw_overlay
+from isvos_lite.viz.readout import as_feature_map, plot_readout_features, shared_bases
+
+__all__ = ["FigureExplorer", "VideoBrowser", "AffinityExplorer", "ReadoutExplorer", "JFCurveExplorer"]
+
+
+class FigureExplorer(ABC):
+    """Plumbing shared by the explorers: one persistent figure, a view widget, redraw bookkeeping."""
+
+    def __init__(self, figsize: tuple[float, float]):
+        self.fig = _new_canvas_figure(figsize)
+        if isinstance(self.fig.canvas, widgets.DOMWidget):  # ipympl: the canvas is itself a widget
+            self.fig.canvas.header_visible = False
+            self._output = None
+            self.view: widgets.Widget = self.fig.canvas
+        else:                                              # inline / Agg: show renders in an Output widget
+            self._output = widgets.Output()
+            self.view = self._output
+        self.fig.canvas.mpl_connect("button_press_event", self.on_click)
+        self.draw_count = 0                                # number of completed update() calls
+        self._suspended = False                            # True while several controls change at once
+
+    def controls(self) -> list[widgets.Widget]:
+        """The control widgets shown above the figure."""
+        return []
+
+    @property
+    def widget(self) -> widgets.VBox:
+        """Controls above the figure, ready to display."""
+        return widgets.VBox([widgets.HBox(self.controls(), layout=widgets.Layout(flex_flow="row wrap")), self.view])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+    def on_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Callback of every control: redraw (unless several controls are being set together)."""
+        if not self._suspended:
+            self.update()
+
+    def on_click(self, event: MouseEvent) -> None:
+        """Mouse click on the figure; explorers that react to clicks override it."""
+
+    @staticmethod
+    def is_pick(event: MouseEvent, ax: Any) -> bool:
+        """A left click inside ``ax`` that is not part of zooming or panning with the ipympl toolbar."""
+        toolbar = getattr(event.canvas, "toolbar", None)
+        if toolbar is not None and getattr(toolbar, "mode", ""):
+            return False
+        return ax is not None and event.inaxes is ax and event.button == 1 and event.xdata is not None
+
+    @abstractmethod
+    def update(self) -> None:
+        """Redraw the figure from the current control values."""
+
+    def _refresh(self) -> None:
+        """Push the redrawn figure to the screen."""
+        self.draw_count += 1
+        if self._output is None:
+            self.fig.canvas.draw_idle()                     # ipympl sends the new image to the browser
+        elif _in_ipython():
+            from IPython.display import clear_output, display
+            with self._output:
+                clear_output(wait=True)
+                display(self.fig)
+
+    def close(self) -> None:
+        """Close the view (the ipympl canvas widget, or the Output widget)."""
+        self.view.close()
+
+
+class VideoBrowser(FigureExplorer):
+    """Scrub through a video with its predicted masks, per-object toggles and ground truth.
+
+    With ``gt_masks`` the figure shows prediction | ground truth | errors for the current frame
+    (errors: missed, spurious, wrong object); without, the prediction overlay alone.
+    """
+
+    def __init__(self, frames: Any, pred_masks: Any, gt_masks: Any = None, object_ids: Sequence[int] | None = None,
+                 alpha: float = 0.6, panel_size: float = 3.4):
+        self.frames = as_frames(frames, "frames")
+        height, width = check_same_hw(self.frames, "frames")
+        shapes = [frame.shape[:2] for frame in self.frames]
+        self.pred_masks = as_masks(pred_masks, "pred_masks", shapes)
+        self.gt_masks = as_masks(gt_masks, "gt_masks", shapes) if gt_masks is not None else None
+        if object_ids is None:
+            masks = [m for m in self.pred_masks + (self.gt_masks or []) if m is not None]
+            object_ids = sorted({int(i) for m in masks for i in np.unique(m) if i != 0})
+        self.object_ids = [int(i) for i in object_ids]
+        self.alpha = alpha
+        panels = 3 if self.gt_masks is not None else 1
+        super().__init__(figsize=(panel_size * panels, panel_size * height / width + 0.6))
+
+        self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
+                                              continuous_update=False)
+        self.object_toggles = {
+            object_id: widgets.ToggleButton(value=True, description=f"object {object_id}",
+                                            tooltip=f"show object {object_id}", layout=widgets.Layout(width="auto"))
+            for object_id in self.object_ids}
+        for object_id, toggle in self.object_toggles.items():
+            toggle.style.text_color = object_color_hex(object_id)   # the object's own palette colour
+        self.frame_slider.observe(self.on_change, names="value")
+        for toggle in self.object_toggles.values():
+            toggle.observe(self.on_change, names="value")
+        self.update()
+
+    def controls(self) -> list[widgets.Widget]:
+        return [self.frame_slider, *self.object_toggles.values()]
+
+    @property
+    def selected_ids(self) -> list[int]:
+        return [object_id for object_id, toggle in self.object_toggles.items() if toggle.value]
+
+    def update(self) -> None:
+        t = self.frame_slider.value
+        frame, pred = self.frames[t], self.pred_masks[t]
+        self.fig.clear()
+        if self.gt_masks is None:
+            ax = self.fig.subplots(1, 1)
+            draw_overlay(ax, frame, pred, alpha=self.alpha, object_ids=self.selected_ids, title=f"frame {t}")
+        else:
+            axes = self.fig.subplots(1, 3)
+            if pred is None:
+                pred = np.zeros(frame.shape[:2], dtype=np.int64)
+            draw_comparison(axes, frame, pred, self.gt_masks[t], alpha=self.alpha, object_ids=self.selected_ids)
+            self.fig.suptitle(f"frame {t}", fontsize=11)
+        self._refresh()
+
+
+class AffinityExplorer(FigureExplorer):
+    """Pick a query pixel in the current frame and see where it matches in each memory frame (Eq. 3).
+
+    ``affinity_for(query_xy, variant)`` computes the answer for any model: given the query pixel
+    (x, y) in query-frame pixels and the selected variant (e.g. "with query enhancement" /
+    "without query enhancement", §3.2 and Table 3), it returns ``(affinity_rows, top_k)`` with
+    rows of shape (T, h, w), one map per memory frame, and top_k an int or None. Pick the pixel
+    with the two sliders or by clicking the query frame (ipympl). ``extent`` places the key grid
+    on padded/resized frames (:func:`isvos_lite.viz.affinity.grid_extent`).
+    """
+
+    def __init__(self, affinity_for: Callable[[tuple[int, int], Any], Any], memory_frames: Any, query_frame: Any,
+                 variants: Sequence[str] | None = ("with query enhancement", "without query enhancement"),
+                 memory_indices: Sequence[int] | None = None, query_index: int | None = None,
+                 query_xy: tuple[int, int] | None = None, extent: tuple[float, float, float, float] | None = None,
+                 ncols: int = 4, panel_size: float = 2.8):
+        if not callable(affinity_for):
+            raise ValueError(f"affinity_for: expected a function (query_xy, variant) -> (affinity_rows, top_k), got {type(affinity_for).__name__}")
+        self.affinity_for = affinity_for
+        self.memory_frames = as_frames(memory_frames, "memory_frames")
+        self.query_frame = as_frame(query_frame, "query_frame")
+        self.memory_indices, self.query_index, self.ncols, self.extent = memory_indices, query_index, ncols, extent
+        height, width = self.query_frame.shape[:2]
+        if query_xy is None:
+            query_xy = (width // 2, height // 2)
+        panels = len(self.memory_frames) + 1
+        cols = min(ncols, panels)
+        rows = -(-panels // cols)
+        super().__init__(figsize=(panel_size * cols + 1.0, (panel_size * height / width + 0.4) * rows))
+
+        self.x_slider = widgets.IntSlider(value=int(query_xy[0]), min=0, max=width - 1, description="query x",
+                                          continuous_update=False)
+        self.y_slider = widgets.IntSlider(value=int(query_xy[1]), min=0, max=height - 1, description="query y",
+                                          continuous_update=False)
+        self.variants = list(variants) if variants else None
+        self.variant_buttons = widgets.ToggleButtons(options=self.variants or ["(one variant)"], description="query key")
+        self.variant_buttons.layout.display = None if self.variants else "none"
+        for control in (self.x_slider, self.y_slider, self.variant_buttons):
+            control.observe(self.on_change, names="value")
+        self.panels = None
+        self.last_rows: np.ndarray | None = None
+        self.update()
+
+    def controls(self) -> list[widgets.Widget]:
+        return [self.x_slider, self.y_slider, self.variant_buttons]
+
+    @property
+    def query_xy(self) -> tuple[int, int]:
+        return self.x_slider.value, self.y_slider.value
+
+    def select(self, x: int, y: int) -> None:
+        """Move the query pixel to (x, y) with one redraw."""
+        self._suspended = True
+        try:
+            self.x_slider.value = int(np.clip(x, 0, self.x_slider.max))
+            self.y_slider.value = int(np.clip(y, 0, self.y_slider.max))
+        finally:
+            self._suspended = False
+        self.update()
+
+    def on_click(self, event: MouseEvent) -> None:
+        if self.panels is None or not self.is_pick(event, self.panels.query_ax):
+            return
+        self.select(int(round(event.xdata)), int(round(event.ydata)))
+
+    @property
+    def variant(self) -> str | None:
+        return self.variant_buttons.value if self.variants else None
+
+    def update(self) -> None:
+        variant = self.variant
+        result = self.affinity_for(self.query_xy, variant)
+        if isinstance(result, tuple) and len(result) == 2:
+            rows, top_k = result
+        else:
+            rows, top_k = result, None
+        self.last_rows = to_numpy(rows, "affinity_for(...)[0]")
+        title = f"where query pixel {self.query_xy} matches in memory" + (f" - {variant}" if variant else "")
+        self.fig, self.panels = draw_affinity(self.fig, self.memory_frames, self.last_rows, self.query_frame,
+                                              self.query_xy, top_k=top_k, memory_indices=self.memory_indices,
+                                              query_index=self.query_index, ncols=self.ncols, title=title,
+                                              extent=self.extent)
+        self._refresh()
+
+
+class ReadoutExplorer(FigureExplorer):
+    """Scrub through a video and see its readout features (and any other feature maps) as PCA colours (Fig. 8).
+
+    ``features_by_name`` maps a name to one (C, h, w) map per frame. By default the colour basis is
+    fitted once on all frames, so colours stay stable while scrubbing (same colour = same feature);
+    "refit per frame" fits it on the shown frame only, for the most contrast.
+    """
+
+    BASIS_MODES = ("fixed over the video", "refit per frame")
+
+    def __init__(self, frames: Any, features_by_name: Mapping[str, Sequence[Any]], masks: Any = None,
+                 shared_basis: bool | str = "auto", clip_percentile: float = 1.0, ncols: int = 4, panel_size: float = 2.8):
+        self.frames = as_frames(frames, "frames")
+        height, width = check_same_hw(self.frames, "frames")
+        if not features_by_name:
+            raise ValueError("features_by_name: is empty; pass {name: [one (C, h, w) map per frame]}")
+        self.features_by_name = {}
+        for name, maps in features_by_name.items():
+            maps = list(maps) if isinstance(maps, (list, tuple)) else list(to_numpy(maps, f"features_by_name[{name!r}]"))
+            if len(maps) != len(self.frames):
+                raise ValueError(f"features_by_name[{name!r}]: has {len(maps)} maps for {len(self.frames)} frames; pass one per frame")
+            self.features_by_name[name] = [as_feature_map(m, f"features_by_name[{name!r}][{t}]") for t, m in enumerate(maps)]
+        self.masks = as_masks(masks, "masks", [f.shape[:2] for f in self.frames]) if masks is not None else None
+        self.shared_basis, self.clip_percentile, self.ncols = shared_basis, clip_percentile, ncols
+        self.video_bases = shared_bases({name: maps[0] for name, maps in self.features_by_name.items()}, shared_basis,
+                                        clip_percentile, extra={name: maps[1:] for name, maps in self.features_by_name.items()})
+        panels = len(self.features_by_name) + 1
+        cols = min(ncols, panels)
+        super().__init__(figsize=(panel_size * cols, (panel_size * height / width + 0.4) * -(-panels // cols) + 0.3))
+
+        self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
+                                              continuous_update=False)
+        self.basis_buttons = widgets.ToggleButtons(options=list(self.BASIS_MODES), description="colours")
+        self.mask_checkbox = widgets.Checkbox(value=self.masks is not None, description="show masks",
+                                              disabled=self.masks is None)
+        for control in (self.frame_slider, self.basis_buttons, self.mask_checkbox):
+            control.observe(self.on_change, names="value")
+        self.update()
+
+    def controls(self) -> list[widgets.Widget]:
+        return [self.frame_slider, self.basis_buttons, self.mask_checkbox]
+
+    def update(self) -> None:
+        t = self.frame_slider.value
+        features = {name: maps[t] for name, maps in self.features_by_name.items()}
+        bases = self.video_bases if self.basis_buttons.value == self.BASIS_MODES[0] else None
+        mask = self.masks[t] if self.masks is not None and self.mask_checkbox.value else None
+        plot_readout_features(self.frames[t], features, mask=mask, shared_basis=self.shared_basis, frame_index=t,
+                              bases=bases, ncols=self.ncols, clip_percentile=self.clip_percentile, figure=self.fig)
+        self._refresh()
+
+
+class JFCurveExplorer(FigureExplorer):
+    """Per-frame J&F curves on top, the chosen frame with every method's masks below (Fig. 1, interactive).
+
+    Click a frame on the curve (ipympl) or move the slider: the panels show that frame with each
+    method's prediction (and the ground truth), titled with the method's score there.
+    """
+
+    def __init__(self, per_frame: Mapping[Any, Mapping[str, Any]], frames: Any, masks_by_name: Any = None,
+                 gt_masks: Any = None, metric: str = "J&F", alpha: float = 0.6, panel_size: float = 2.8):
+        self.frames = as_frames(frames, "frames")
+        height, width = check_same_hw(self.frames, "frames")
+        shapes = [frame.shape[:2] for frame in self.frames]
+        if not per_frame:
+            raise ValueError("per_frame: is empty; pass {name: {'J': [...], 'F': [...]}}")
+        self.per_frame = dict(per_frame)
+        for name, scores in self.per_frame.items():
+            frames_scored, _ = per_frame_curve(scores, metric, name=f"per_frame[{name!r}]")
+            if frames_scored.size and (frames_scored.min() < 0 or frames_scored.max() >= len(self.frames)):
+                raise ValueError(f"per_frame[{name!r}]: frame numbers {frames_scored.min()}..{frames_scored.max()} "
+                                 f"fall outside the video's frames 0..{len(self.frames) - 1}")
+        if masks_by_name is None:
+            masks_by_name = {}
+        elif not isinstance(masks_by_name, Mapping):
+            masks_by_name = {"prediction": masks_by_name}
+        self.masks_by_name = {name: as_masks(masks, f"masks_by_name[{name!r}]", shapes) for name, masks in masks_by_name.items()}
+        self.gt_masks = as_masks(gt_masks, "gt_masks", shapes) if gt_masks is not None else None
+        self.alpha = alpha
+        panels = max(len(self.masks_by_name) + (self.gt_masks is not None), 1)
+        super().__init__(figsize=(max(panel_size * panels, 7.0), 3.2 + panel_size * height / width + 0.4))
+
+        self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
+                                              continuous_update=False)
+        self.metric_buttons = widgets.ToggleButtons(options=list(METRICS), value=metric, description="metric")
+        for control in (self.frame_slider, self.metric_buttons):
+            control.observe(self.on_change, names="value")
+        self.curve_ax = None
+        self.update()
+
+    def controls(self) -> list[widgets.Widget]:
+        return [self.frame_slider, self.metric_buttons]
+
+    def score_at(self, name: Any, t: int) -> float:
+        """The selected metric of ``name`` at video frame t (NaN where the frame is not scored)."""
+        frames, values = per_frame_curve(self.per_frame[name], self.metric_buttons.value, name=f"per_frame[{name!r}]")
+        hits = np.flatnonzero(frames == t)
+        return float(values[hits[0]]) if hits.size else float("nan")
+
+    def on_click(self, event: MouseEvent) -> None:
+        if not self.is_pick(event, self.curve_ax):
+            return
+        self.frame_slider.value = int(np.clip(round(event.xdata), 0, self.frame_slider.max))  # redraws via observe
+
+    def update(self) -> None:
+        t, metric = self.frame_slider.value, self.metric_buttons.value
+        self.fig.clear()
+        panel_names = list(self.masks_by_name) + (["ground truth"] if self.gt_masks is not None else [])
+        grid = self.fig.add_gridspec(2, max(len(panel_names), 1), height_ratios=(1.0, 1.3))
+        self.curve_ax = self.fig.add_subplot(grid[0, :])
+        plot_jf_curves(self.per_frame, metric=metric, highlight_frame=t, ax=self.curve_ax,
+                       title=f"per-frame {metric} (click a frame)")
+        for column, name in enumerate(panel_names):
+            ax = self.fig.add_subplot(grid[1, column])
+            if name in self.masks_by_name:
+                score = self.score_at(name, t) if name in self.per_frame else float("nan")
+                label = f"{name}: {metric} {score:.3f}" if not np.isnan(score) else str(name)
+                draw_overlay(ax, self.frames[t], self.masks_by_name[name][t], alpha=self.alpha, title=label)
+            else:
+                draw_overlay(ax, self.frames[t], self.gt_masks[t], alpha=self.alpha, title="ground truth")
+        if not panel_names:
+            draw_overlay(self.fig.add_subplot(grid[1, 0]), self.frames[t], title=f"frame {t}")
+        self.fig.suptitle(f"frame {t}", fontsize=11)
+        self._refresh()
+
+
+def _new_canvas_figure(figsize: tuple[float, float]) -> Figure:
+    """A Figure outside pyplot, with an ipympl canvas under ``%matplotlib widget``, else an Agg canvas."""
+    figure = Figure(figsize=figsize, layout="constrained")
+    if matplotlib.get_backend() in ("widget", "ipympl", "module://ipympl.backend_nbagg"):
+        from ipympl.backend_nbagg import Canvas
+        Canvas.new_manager(figure, 0)      # attaches the canvas widget and its toolbar, without pyplot
+    else:
+        FigureCanvasAgg(figure)
+    return figure
+
+
+def _in_ipython() -> bool:
+    """True inside an IPython kernel or shell (where display() renders rather than prints)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
