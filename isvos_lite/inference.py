@@ -43,7 +43,7 @@ def frame_to_tensor(frame, name: str = "frame") -> torch.Tensor:
     uint8 (0..255) or float (0..1).
     """
     is_numpy = isinstance(frame, np.ndarray)
-    t = torch.from_numpy(np.ascontiguousarray(frame)) if is_numpy else torch.as_tensor(frame)
+    t = torch.from_numpy(np.array(frame)) if is_numpy else torch.as_tensor(frame)   # a copy: read-only arrays are fine
     if t.dim() == 2:                                                   # grayscale (H, W)
         t = t.unsqueeze(0).expand(3, *t.shape)
     elif t.dim() == 3 and t.shape[-1] in (1, 3, 4) and (is_numpy or t.shape[0] not in (1, 3)):

@@ -1,0 +1,373 @@
+"""The teaching world: procedural videos of textured shapes, with exact per-frame object masks.
+
+Each video is a textured background seen by a slowly panning camera, with 1-5 objects of the
+shape categories in :mod:`isvos_lite.data.shapes`. Objects translate, rotate, scale, deform
+non-rigidly, occlude each other (fixed z-order), may leave the frame and come back, and the
+lighting drifts in colour. Three kinds of video are sampled:
+
+``normal``      train / val (the same distribution, so a small CPU-trained model can learn it);
+``distractor``  the failure case of the paper's Fig. 1: look-alike objects (same category and
+                texture as the target) cross and occlude it, and the target changes pose and
+                shape a lot; instance understanding (§3.1-3.2) is what should help here;
+``late``        the YouTube-VOS export: some objects first appear mid-video, at a labelled frame.
+
+Everything is a pure function of ``(seed, kind, index)`` through ``numpy.random.default_rng``,
+so a world is reproducible object by object, whatever the number of videos asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from isvos_lite.data.shapes import (
+    SHAPE_CATEGORIES,
+    TextureSpec,
+    random_texture_spec,
+    render_background,
+    render_texture,
+    unit_outline,
+)
+
+__all__ = ["WorldConfig", "ObjectSpec", "VideoSpec", "sample_video", "render_video", "render_frame"]
+
+VIDEO_KINDS = ("normal", "distractor", "late")
+_KIND_CODE = {"normal": 1, "distractor": 2, "late": 3}
+
+
+@dataclass
+class WorldConfig:
+    """The documented knobs of the teaching world (``isvos-lite toy-data --help`` exposes them)."""
+    height: int = 240
+    width: int = 432
+    min_frames: int = 30
+    max_frames: int = 40
+    min_objects: int = 1
+    max_objects: int = 5
+    # object radius (of the equal-area disc), as a fraction of the frame height
+    min_radius: float = 0.13
+    max_radius: float = 0.22
+    # motion per frame, as a fraction of the frame height ("moderate" by default)
+    max_speed: float = 0.014
+    max_spin_deg: float = 3.0          # rotation per frame, degrees
+    leave_probability: float = 0.25    # chance an object may leave the frame and re-enter
+    lighting_drift: float = 0.10       # amplitude of the per-channel gain drift
+    camera_pan: float = 0.05           # camera pan amplitude, fraction of the frame height
+    # minimum visible area of each object when it is first given (frame 0, or its first frame)
+    min_visible_area: float = 0.02
+    categories: tuple[str, ...] = SHAPE_CATEGORIES
+
+    def __post_init__(self) -> None:
+        if self.height < 32 or self.width < 32:
+            raise ValueError(f"frame size {self.height}x{self.width} is too small; use at least 32x32")
+        if not 2 <= self.min_frames <= self.max_frames:
+            raise ValueError(f"need 2 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+        if not 1 <= self.min_objects <= self.max_objects <= 10:
+            raise ValueError(f"need 1 <= min_objects <= max_objects <= 10, got {self.min_objects}, {self.max_objects}")
+        if not 0 < self.min_radius <= self.max_radius < 0.5:
+            raise ValueError(f"need 0 < min_radius <= max_radius < 0.5, got {self.min_radius}, {self.max_radius}")
+        unknown = [c for c in self.categories if c not in SHAPE_CATEGORIES]
+        if unknown or not self.categories:
+            raise ValueError(f"categories must be a non-empty subset of {SHAPE_CATEGORIES}, got {self.categories}")
+
+
+@dataclass
+class ObjectSpec:
+    """One object's look and motion; positions are in pixels of the frame."""
+    object_id: int
+    category: str
+    texture: TextureSpec
+    radius: float                   # px, equal-area disc radius at scale 1
+    aspect: float                   # x/y stretch
+    position0: tuple[float, float]  # (x, y) at t = 0
+    velocity: tuple[float, float]   # px per frame
+    sway: tuple[float, float, float]  # (amplitude px, angular frequency, phase): a curved path
+    bounds_margin: float            # px beyond the frame edge the centre may go (large: leaves the frame)
+    angle0: float                   # radians
+    spin: float                     # radians per frame
+    scale_amp: float
+    scale_freq: float
+    wobble_amp: float               # non-rigid radial wobble
+    wobble_lobes: int
+    wobble_freq: float
+    z: float                        # drawing order: larger is in front
+    appear_frame: int = 0
+    straight: bool = False          # no bouncing: a straight pass (distractor crossings)
+
+    def pose(self, t: int, height: int, width: int) -> tuple[np.ndarray, float, float]:
+        """Centre (x, y), rotation angle and scale at frame t."""
+        amp, freq, phase = self.sway
+        direction = np.array(self.velocity) / (np.linalg.norm(self.velocity) + 1e-9)
+        normal = np.array([-direction[1], direction[0]])
+        raw = np.array(self.position0) + np.array(self.velocity) * t + normal * amp * (np.sin(freq * t + phase) - np.sin(phase))
+        if self.straight:
+            centre = raw
+        else:
+            centre = np.array([
+                _fold(raw[0], -self.bounds_margin, width + self.bounds_margin),
+                _fold(raw[1], -self.bounds_margin, height + self.bounds_margin),
+            ])
+        angle = self.angle0 + self.spin * t
+        scale = 1.0 + self.scale_amp * np.sin(self.scale_freq * t)
+        return centre, angle, scale
+
+    def outline(self, t: int, height: int, width: int) -> np.ndarray:
+        """(P, 2) polygon in frame pixels at frame t: category outline, stretched, wobbled, rotated, moved."""
+        centre, angle, scale = self.pose(t, height, width)
+        points = unit_outline(self.category).copy()                          # (P, 2), area pi
+        phi = np.arctan2(points[:, 1], points[:, 0])
+        wobble = 1.0 + self.wobble_amp * np.sin(self.wobble_lobes * phi + self.wobble_freq * t)
+        aspect_t = self.aspect * (1.0 + 0.5 * self.wobble_amp * np.sin(0.7 * self.wobble_freq * t + 1.0))
+        points = points * wobble[:, None] * np.array([np.sqrt(aspect_t), 1 / np.sqrt(aspect_t)])
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        return points @ rot.T * (self.radius * scale) + centre
+
+
+@dataclass
+class VideoSpec:
+    name: str
+    kind: str
+    num_frames: int
+    height: int
+    width: int
+    objects: list[ObjectSpec]
+    background_seed: int
+    pan: tuple[float, float, float, float]      # (amp_x, amp_y, freq, phase)
+    light: tuple[tuple[float, float, float], float, float] = field(default=((0.0, 0.0, 0.0), 0.05, 0.0))
+    # (per-channel gain amplitudes, angular frequency, phase)
+
+
+def _fold(value: float, low: float, high: float) -> float:
+    """Reflect a coordinate into [low, high] (a ball bouncing between walls)."""
+    span = high - low
+    if span <= 0:
+        return (low + high) / 2
+    offset = (value - low) % (2 * span)
+    return low + (offset if offset <= span else 2 * span - offset)
+
+
+# --------------------------------------------------------------------------------------
+# sampling a video
+# --------------------------------------------------------------------------------------
+
+def _sample_object(rng: np.random.Generator, config: WorldConfig, object_id: int, kind: str) -> ObjectSpec:
+    h, w = config.height, config.width
+    radius = rng.uniform(config.min_radius, config.max_radius) * h
+    speed = rng.uniform(0.3, 1.0) * config.max_speed * h
+    heading = rng.uniform(0, 2 * np.pi)
+    leaves = rng.random() < config.leave_probability
+    strong_change = kind == "distractor"
+    return ObjectSpec(
+        object_id=object_id,
+        category=str(rng.choice(config.categories)),
+        texture=random_texture_spec(rng),
+        radius=radius,
+        aspect=float(np.exp(rng.uniform(-0.3, 0.3))),
+        position0=(rng.uniform(radius * 0.8, w - radius * 0.8), rng.uniform(radius * 0.8, h - radius * 0.8)),
+        velocity=(speed * np.cos(heading), speed * np.sin(heading)),
+        sway=(rng.uniform(0, 0.15) * h, rng.uniform(0.05, 0.2), rng.uniform(0, 2 * np.pi)),
+        bounds_margin=radius * 1.3 if leaves else -radius * 0.6,
+        angle0=rng.uniform(0, 2 * np.pi),
+        spin=np.deg2rad(rng.uniform(-1, 1) * config.max_spin_deg * (2.0 if strong_change else 1.0)),
+        scale_amp=rng.uniform(0.25, 0.4) if strong_change else rng.uniform(0.0, 0.15),
+        scale_freq=rng.uniform(0.05, 0.15),
+        wobble_amp=rng.uniform(0.12, 0.22) if strong_change else rng.uniform(0.0, 0.08),
+        wobble_lobes=int(rng.integers(2, 5)),
+        wobble_freq=rng.uniform(0.1, 0.3),
+        z=float(rng.random()),
+    )
+
+
+def _visible_areas(spec: VideoSpec, t: int) -> dict[int, int]:
+    labels = render_labels(spec, t)
+    counts = np.bincount(labels.reshape(-1), minlength=len(spec.objects) + 1)
+    return {obj.object_id: int(counts[obj.object_id]) for obj in spec.objects}
+
+
+def _lookalike(rng: np.random.Generator, config: WorldConfig, target: ObjectSpec, object_id: int, num_frames: int) -> ObjectSpec:
+    """A look-alike (same category, texture, similar size) on a straight path crossing the target."""
+    h, w = config.height, config.width
+    t_cross = int(rng.integers(num_frames // 4, max(num_frames // 4 + 1, 3 * num_frames // 4)))
+    meet, _, _ = target.pose(t_cross, h, w)
+    speed = rng.uniform(0.6, 1.2) * config.max_speed * h
+    low = np.array([target.radius * 0.8, target.radius * 0.8])
+    high = np.array([w - target.radius * 0.8, h - target.radius * 0.8])
+    for _ in range(24):   # a heading whose start point lies inside the frame
+        heading = rng.uniform(0, 2 * np.pi)
+        velocity = np.array([speed * np.cos(heading), speed * np.sin(heading)])
+        start = meet - velocity * t_cross
+        if np.all(start >= low) and np.all(start <= high):
+            break
+    start = np.clip(start, low, high)
+    velocity = (meet - start) / max(t_cross, 1)
+    return ObjectSpec(
+        object_id=object_id,
+        category=target.category,
+        texture=target.texture,
+        radius=target.radius * rng.uniform(0.85, 1.15),
+        aspect=target.aspect * float(np.exp(rng.uniform(-0.1, 0.1))),
+        position0=(float(start[0]), float(start[1])),
+        velocity=(float(velocity[0]), float(velocity[1])),
+        sway=(0.0, 0.1, 0.0),
+        bounds_margin=0.0,
+        angle0=rng.uniform(0, 2 * np.pi),
+        spin=np.deg2rad(rng.uniform(-1, 1) * config.max_spin_deg),
+        scale_amp=rng.uniform(0.0, 0.15),
+        scale_freq=rng.uniform(0.05, 0.15),
+        wobble_amp=rng.uniform(0.0, 0.08),
+        wobble_lobes=int(rng.integers(2, 5)),
+        wobble_freq=rng.uniform(0.1, 0.3),
+        z=float(rng.random()),
+        straight=True,
+    )
+
+
+def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: str | None = None,
+                 num_frames: int | None = None) -> VideoSpec:
+    """Sample one video's specification; deterministic in (seed, kind, index).
+
+    Every object is visible with at least ``min_visible_area`` of the frame when it is first
+    given (frame 0, or its appear frame for ``late`` videos), as DAVIS semi-supervised
+    evaluation requires (ids 1..N all present in the first frame).
+    """
+    if kind not in VIDEO_KINDS:
+        raise ValueError(f"unknown video kind {kind!r}; choose one of {VIDEO_KINDS}")
+    rng = np.random.default_rng([seed, _KIND_CODE[kind], index])
+    h, w = config.height, config.width
+    min_area = config.min_visible_area * h * w
+    name = name or f"{kind}-{index:03d}"
+    for _attempt in range(200):
+        frames = num_frames or int(rng.integers(config.min_frames, config.max_frames + 1))
+        if kind == "distractor":
+            target = _sample_object(rng, config, 1, kind)
+            target.z = 0.5
+            n_alike = int(rng.integers(2, 4))
+            objects = [target] + [_lookalike(rng, config, target, 2 + i, frames) for i in range(n_alike)]
+        else:
+            count = int(rng.integers(config.min_objects, config.max_objects + 1))
+            objects = [_sample_object(rng, config, i + 1, kind) for i in range(count)]
+            if kind == "late" and count > 1:
+                labelled = list(range(5, max(6, frames // 2), 5))
+                for obj in objects[1:]:
+                    if labelled and rng.random() < 0.6:
+                        obj.appear_frame = int(rng.choice(labelled))
+        gains = tuple(float(g) for g in rng.uniform(-1, 1, size=3) * config.lighting_drift)
+        spec = VideoSpec(
+            name=name, kind=kind, num_frames=frames, height=h, width=w, objects=objects,
+            background_seed=int(rng.integers(0, 2**31 - 1)),
+            pan=(rng.uniform(-1, 1) * config.camera_pan * h, rng.uniform(-1, 1) * config.camera_pan * h,
+                 rng.uniform(0.03, 0.1), rng.uniform(0, 2 * np.pi)),
+            light=(gains, float(rng.uniform(0.05, 0.15)), float(rng.uniform(0, 2 * np.pi))),
+        )
+        ok = True
+        for obj in objects:
+            area = _visible_areas(spec, obj.appear_frame)[obj.object_id]
+            if area < min(min_area, 0.5 * np.pi * obj.radius**2):
+                ok = False
+                break
+        if ok:
+            return spec
+    raise RuntimeError(f"could not place the objects of video {name} visibly; use fewer or smaller objects")
+
+
+# --------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------
+
+def _object_roi(polygon: np.ndarray, height: int, width: int) -> tuple[int, int, int, int] | None:
+    x0 = max(int(np.floor(polygon[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(polygon[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(polygon[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(polygon[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _fill(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
+    x0, y0, x1, y1 = roi
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    pts = np.round((polygon - [x0, y0]) * 16).astype(np.int32)[None]      # 4 fractional bits
+    cv2.fillPoly(canvas, pts, 255, lineType=cv2.LINE_AA if antialiased else cv2.LINE_8, shift=4)
+    return canvas
+
+
+def render_labels(spec: VideoSpec, t: int) -> np.ndarray:
+    """(H, W) uint8 object ids at frame t (the top-most object wins where they overlap)."""
+    labels = np.zeros((spec.height, spec.width), dtype=np.uint8)
+    for obj in sorted(spec.objects, key=lambda o: o.z):
+        if t < obj.appear_frame:
+            continue
+        polygon = obj.outline(t, spec.height, spec.width)
+        roi = _object_roi(polygon, spec.height, spec.width)
+        if roi is None:
+            continue
+        x0, y0, x1, y1 = roi
+        hard = _fill(polygon, roi, antialiased=False) > 0
+        labels[y0:y1, x0:x1][hard] = obj.object_id
+    return labels
+
+
+class _VideoRenderer:
+    """Caches the background canvas and object textures of one video."""
+
+    def __init__(self, spec: VideoSpec):
+        self.spec = spec
+        pad = int(np.ceil(max(abs(spec.pan[0]), abs(spec.pan[1])))) + 2
+        self.pad = pad
+        bg_rng = np.random.default_rng(spec.background_seed)
+        self.background = render_background(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad)
+        self.textures: dict[int, tuple[np.ndarray, float]] = {}
+        for obj in spec.objects:
+            size = int(np.ceil(obj.radius * 2 * 1.6 * 1.5)) + 4
+            self.textures[obj.object_id] = (render_texture(obj.texture, size), (size - 1) / 2)
+
+    def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 RGB frame and (H, W) uint8 label map at time t."""
+        spec = self.spec
+        h, w = spec.height, spec.width
+        ax, ay, freq, phase = spec.pan
+        ox = int(round(self.pad + ax * np.sin(freq * t + phase)))
+        oy = int(round(self.pad + ay * np.cos(freq * t + phase)))
+        image = self.background[oy:oy + h, ox:ox + w].astype(np.float32)          # (H, W, 3)
+        labels = np.zeros((h, w), dtype=np.uint8)
+        for obj in sorted(spec.objects, key=lambda o: o.z):
+            if t < obj.appear_frame:
+                continue
+            polygon = obj.outline(t, h, w)
+            roi = _object_roi(polygon, h, w)
+            if roi is None:
+                continue
+            x0, y0, x1, y1 = roi
+            hard = _fill(polygon, roi, antialiased=False) > 0
+            alpha = _fill(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
+            texture, centre = self.textures[obj.object_id]
+            pos, angle, scale = obj.pose(t, h, w)
+            # texture -> frame: rotate and scale about the texture centre, move to the object centre (ROI coords)
+            c, s = np.cos(angle) * scale, np.sin(angle) * scale
+            tx = pos[0] - x0 - (c * centre - s * centre)
+            ty = pos[1] - y0 - (s * centre + c * centre)
+            warp = np.array([[c, -s, tx], [s, c, ty]], dtype=np.float32)
+            patch = cv2.warpAffine(texture, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+            region = image[y0:y1, x0:x1]
+            image[y0:y1, x0:x1] = region * (1 - alpha) + patch * alpha
+            labels[y0:y1, x0:x1][hard] = obj.object_id
+        gains, light_freq, light_phase = spec.light
+        gain = 1.0 + np.array(gains, dtype=np.float32) * np.sin(light_freq * t + light_phase)
+        image = image * gain
+        return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def render_video(spec: VideoSpec):
+    """Yield (frame uint8 (H, W, 3), labels uint8 (H, W)) for every frame of the video."""
+    renderer = _VideoRenderer(spec)
+    for t in range(spec.num_frames):
+        yield renderer.frame(t)
+
+
+def render_frame(spec: VideoSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of a video (for notebooks); rendering whole videos is faster with render_video."""
+    return _VideoRenderer(spec).frame(t)
