@@ -94,7 +94,7 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         name="tiny",
         backbone_depth=18, backbone_width=8, backbone_norm="bn",
-        hidden_dim=32, mask_dim=32, num_queries=8, num_classes=3, num_heads=2,
+        hidden_dim=32, mask_dim=32, num_queries=8, num_classes=4, num_heads=2,
         pixel_decoder_layers=1, pixel_decoder_ffn_dim=64,
         decoder_layers=3, decoder_ffn_dim=64, deform_points=2,
         key_dim=16, value_dim=32, eke_ffn_dim=64,
