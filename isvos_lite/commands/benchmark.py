@@ -1,8 +1,14 @@
-"""``isvos-lite benchmark``: per-frame inference time and peak memory of a preset (random weights).
+"""``isvos-lite benchmark``: per-frame inference time and memory of a preset (random weights or a checkpoint).
 
 The protocol follows the field's FPS convention (peers §7): all objects of a frame together, I/O excluded,
-memory written every 5th frame up to 16 frames, top-k 20. Frames are synthetic (moving textured blobs),
-made before the clock starts. The first ``--warmup`` frames are not timed.
+memory written every 5th frame up to 16 frames, top-k 20 (§4.1). Frames are synthetic (moving textured
+blobs, any length: ``--frames 2000`` is a long video) or a real video (``--video FILE`` / ``--frames-dir DIR``
+with ``--mask``); each frame is made or decoded before the clock starts. The first ``--warmup`` frames are
+not timed.
+
+Long videos: ``--rss-at 100,1000,2000`` records, at those frames, the resident memory of the process, the
+size of the memory bank (keys + values, all views) and, on CUDA, the allocated GPU memory. Once the FIFO
+holds ``--max-memory-frames`` frames (frame 5 x 16 = 80 at the defaults) all three stay flat.
 """
 
 from __future__ import annotations
@@ -54,11 +60,33 @@ def synthetic_video(height: int, width: int, objects: int, seed: int = 0):
         t += 1
 
 
+def sequence_video(seq):
+    """A generator of (frame uint8 (H, W, 3), given mask or None) pairs over a real video (a ``Sequence``)."""
+    for index in range(len(seq)):
+        yield seq.read_frame(index), (seq.read_given_mask(index) if index in seq.start_objects else None)
+
+
+def memory_bank_mb(segmenter) -> float:
+    """Bytes held by the segmenter's memory banks (keys and values of every view), in MB."""
+    total = 0
+    for stream in segmenter.streams:
+        for slot in stream.memory.slots:
+            total += slot.key.numel() * slot.key.element_size() + slot.value.numel() * slot.value.element_size()
+    return total / 2**20
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="lite", choices=sorted(PRESETS))
+    parser.add_argument("--checkpoint", default=None, metavar="CKPT",
+                        help="time these weights (their preset) instead of random --preset weights")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--video", default=None, metavar="FILE", help="a real video file instead of synthetic frames")
+    source.add_argument("--frames-dir", default=None, metavar="DIR", help="a folder of real frames instead of synthetic ones")
+    parser.add_argument("--mask", default=None, metavar="PNG", help="first-frame mask of --video / --frames-dir")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
-    parser.add_argument("--frames", type=int, default=30, help="frames to process (incl. warm-up)")
+    parser.add_argument("--frames", type=int, default=30,
+                        help="frames to process (incl. warm-up); with a real video at most its length")
     parser.add_argument("--objects", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3, help="untimed frames after the first (default 3)")
     parser.add_argument("--mem-every", type=int, default=5)
@@ -89,41 +117,75 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     rss_at = sorted({int(v) for v in args.rss_at.split(",") if v.strip()})
 
-    torch.manual_seed(0)
-    model = ISVOS(get_preset(args.preset)).eval()
+    if (args.video or args.frames_dir) and not args.mask:
+        raise ValueError("--video / --frames-dir need --mask (the first frame's palette PNG)")
+    if args.mask and not (args.video or args.frames_dir):
+        raise ValueError("--mask is only used with --video or --frames-dir")
+
+    if args.checkpoint:
+        from isvos_lite.checkpoint import load_checkpoint
+        model = load_checkpoint(args.checkpoint, map_location=args.device)
+    else:
+        torch.manual_seed(0)
+        model = ISVOS(get_preset(args.preset)).eval()
+    preset = model.cfg.name
     params = sum(p.numel() for p in model.parameters())
     seg = VideoSegmenter(model, mem_every=args.mem_every, max_memory_frames=args.max_memory_frames, top_k=args.top_k,
                          device=args.device, amp=args.amp, max_internal_size=None)
-    video = synthetic_video(args.height, args.width, args.objects)
-    warm = min(args.warmup, args.frames - 2)
-    times, rss_log = [], {}
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for t in tqdm(range(args.frames), desc=f"benchmark {args.preset}", unit="frame", disable=args.json):
-        frame, mask = next(video)                     # made before the clock starts: I/O excluded
+    if args.video or args.frames_dir:
+        from isvos_lite.data.sequences import folder_sequence, video_sequence
+        seq = video_sequence(args.video, args.mask) if args.video else folder_sequence(args.frames_dir, args.mask)
+        if 0 not in seq.start_objects:
+            raise ValueError(f"--mask must be the mask of the first frame of {seq.name}")
+        num_frames = min(args.frames, len(seq))
+        if num_frames < 2:
+            raise ValueError(f"{seq.name} has {len(seq)} frame(s); timing needs at least 2")
+        height, width = seq.size
+        objects = len(seq.object_ids)
+        video, source = sequence_video(seq), str(args.video or args.frames_dir)
+    else:
+        num_frames, height, width, objects = args.frames, args.height, args.width, args.objects
+        synthetic = synthetic_video(height, width, objects)       # yields the true mask of every frame
+        video = ((frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(synthetic))   # give frame 0's
+        source = "synthetic"
+    warm = min(args.warmup, num_frames - 2)
+    times, rss_log, bank_log, cuda_log = [], {}, {}, {}
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for t in tqdm(range(num_frames), desc=f"benchmark {preset}", unit="frame", disable=args.json):
+        frame, mask = next(video)                     # made / decoded before the clock starts: I/O excluded
         sync()
         start = time.perf_counter()
-        seg.step(frame, mask if t == 0 else None)
+        seg.step(frame, mask)
         sync()
         if t > warm:
             times.append(time.perf_counter() - start)
         if t + 1 in rss_at:
             rss_log[str(t + 1)] = round(current_rss_mb(), 1)
+            bank_log[str(t + 1)] = round(memory_bank_mb(seg), 2)
+            if cuda:
+                cuda_log[str(t + 1)] = round(torch.cuda.memory_allocated() / 2**20, 1)
     ms = 1000 * float(np.mean(times))
     result = {
-        "preset": args.preset, "device": args.device, "height": args.height, "width": args.width,
-        "frames": args.frames, "objects": args.objects, "timed_frames": len(times),
+        "preset": preset, "device": args.device, "source": source, "height": height, "width": width,
+        "frames": num_frames, "objects": objects, "timed_frames": len(times),
         "ms_per_frame": round(ms, 2), "fps": round(1000 / ms, 2), "ms_per_frame_median": round(1000 * float(np.median(times)), 2),
         "memory_frames": len(seg.streams[0].memory.slots), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "rss_mb_at_frame": rss_log, "params": params, "threads": torch.get_num_threads(),
+        "rss_mb_at_frame": rss_log, "memory_bank_mb_at_frame": bank_log, "params": params,
+        "threads": torch.get_num_threads(),
     }
-    if args.device.startswith("cuda"):
+    if cuda:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["cuda_mb_at_frame"] = cuda_log
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.preset}: {result['ms_per_frame']} ms/frame ({result['fps']} fps) at {args.height}x{args.width}, "
-              f"{args.objects} objects, {result['memory_frames']} memory frames at the end, peak RSS "
+        print(f"{preset}: {result['ms_per_frame']} ms/frame ({result['fps']} fps) at {height}x{width}, "
+              f"{objects} objects, {source} video, {result['memory_frames']} memory frames at the end, peak RSS "
               f"{result['peak_rss_mb']} MB, {params / 1e6:.1f} M parameters, {result['threads']} threads")
         if rss_log:
             print("resident memory (MB) at frame: " + ", ".join(f"{k}: {v}" for k, v in rss_log.items()))
+            print("memory bank (MB) at frame:     " + ", ".join(f"{k}: {v}" for k, v in bank_log.items()))
+        if cuda_log:
+            print("CUDA allocated (MB) at frame:  " + ", ".join(f"{k}: {v}" for k, v in cuda_log.items()))
     return 0

@@ -1,0 +1,167 @@
+"""Overlay videos: frames with their masks blended on top, written as mp4 with OpenCV and checked on the way out.
+
+The overlay grammar is the course's (``isvos_lite.viz.overlay_mask``: DAVIS palette colour per object at
+alpha 0.6, contour in the full colour). Files are written with OpenCV's ``mp4v`` (MPEG-4 part 2) encoder,
+which every opencv-python wheel ships, into a temporary file next to the target; on ``close`` the file is
+read back with OpenCV (frame count and size must match what was written) and only then renamed into place.
+A crash, a failed check or an exception inside ``with`` leaves no video behind.
+
+mp4v needs even frame sizes (OpenCV silently crops odd ones), so frames with an odd height or width are
+padded by one replicated row / column at the bottom / right.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from isvos_lite.viz.overlays import overlay_mask
+
+__all__ = ["OverlayVideoWriter", "write_overlay_video", "read_video_info", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
+FOURCC = "mp4v"
+
+
+class OverlayVideoWriter:
+    """Write frames with masks overlaid to an mp4, atomically; use as a context manager.
+
+    >>> with OverlayVideoWriter("out.mp4", fps=24) as video:
+    ...     for frame, mask in zip(frames, masks):
+    ...         video.write(frame, mask)          # (H, W, 3) uint8 RGB, (H, W) ids (or None: the frame alone)
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 24.0, alpha: float = 0.6, contour: bool = True):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"overlay video {self.path} must end in one of {', '.join(VIDEO_SUFFIXES)} "
+                             f"(it is written with the {FOURCC} MPEG-4 codec)")
+        if self.path.is_dir():
+            raise ValueError(f"overlay video {self.path} is a folder; pass a file name such as overlay.mp4")
+        if not fps > 0:
+            raise ValueError(f"overlay video fps must be > 0, got {fps}")
+        self.fps, self.alpha, self.contour = float(fps), alpha, contour
+        self.frames_written = 0
+        self.size: tuple[int, int] | None = None            # (H, W) of the frames given
+        self._writer: cv2.VideoWriter | None = None
+        self._temp: Path | None = None
+
+    # -- writing
+    def write(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Append one frame: (H, W, 3) uint8 RGB, with its (H, W) id mask overlaid when given."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"overlay video {self.path}: frames must be (H, W, 3) uint8 RGB, got "
+                             f"{frame.shape} {frame.dtype}")
+        if self.size is None:
+            self._open(frame.shape[:2])
+        elif frame.shape[:2] != self.size:
+            raise ValueError(f"overlay video {self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]} "
+                             f"but the first frame is {self.size[1]}x{self.size[0]}; all frames need one size")
+        image = overlay_mask(frame, mask, alpha=self.alpha, contour=self.contour) if mask is not None else frame
+        image = _pad_to_even(image)                                          # (H', W', 3), H', W' even
+        self._writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file, check that OpenCV reads it back, move it into place; returns the path."""
+        if self._writer is None:
+            raise ValueError(f"overlay video {self.path}: no frames were written")
+        self._writer.release()
+        self._writer = None
+        try:
+            count, size, _ = read_video_info(self._temp)
+            expected = _even_size(self.size)
+            if count != self.frames_written or size != expected:
+                raise RuntimeError(
+                    f"overlay video {self.path}: wrote {self.frames_written} frames of {expected[1]}x{expected[0]} but "
+                    f"OpenCV reads back {count} frames of {size[1]}x{size[0]}; this OpenCV build's {FOURCC} encoder "
+                    "is broken - install opencv-python-headless from PyPI")
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+        self._temp = None
+        return self.path
+
+    def abort(self) -> None:
+        """Stop and delete the unfinished file (nothing is left at ``path``)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._discard()
+
+    def __enter__(self) -> "OverlayVideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- internals
+    def _open(self, size: tuple[int, int]) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        height, width = _even_size(self.size)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(handle)
+        self._temp = Path(name)
+        self._writer = cv2.VideoWriter(str(self._temp), cv2.VideoWriter_fourcc(*FOURCC), self.fps, (width, height))
+        if not self._writer.isOpened():
+            self._discard()
+            raise RuntimeError(f"overlay video {self.path}: OpenCV cannot open an {FOURCC} writer for {width}x{height} "
+                               "frames; install opencv-python-headless from PyPI (it ships the encoder)")
+
+    def _discard(self) -> None:
+        if self._temp is not None and self._temp.exists():
+            self._temp.unlink()
+        self._temp = None
+
+
+def write_overlay_video(path: str | os.PathLike, frames, masks=None, fps: float = 24.0, alpha: float = 0.6) -> Path:
+    """Write a whole overlay video at once: ``frames`` (H, W, 3) uint8 RGB, ``masks`` (H, W) ids or None each."""
+    frames = list(frames)
+    masks = [None] * len(frames) if masks is None else list(masks)
+    if len(masks) != len(frames):
+        raise ValueError(f"write_overlay_video: {len(frames)} frames but {len(masks)} masks")
+    with OverlayVideoWriter(path, fps=fps, alpha=alpha) as video:
+        for frame, mask in zip(frames, masks):
+            video.write(frame, mask)
+    return Path(path)
+
+
+def read_video_info(path: str | os.PathLike) -> tuple[int, tuple[int, int], float]:
+    """(decoded frame count, (H, W), fps) of a video, by decoding every frame with OpenCV."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"video {path} cannot be opened by OpenCV")
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    count, size = 0, (0, 0)
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            size = frame.shape[:2]
+    finally:
+        capture.release()
+    return count, (int(size[0]), int(size[1])), fps
+
+
+def _even_size(size: tuple[int, int]) -> tuple[int, int]:
+    return size[0] + size[0] % 2, size[1] + size[1] % 2
+
+
+def _pad_to_even(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H + H%2, W + W%2, 3) by replicating the last row / column."""
+    pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(image)

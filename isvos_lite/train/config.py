@@ -1,0 +1,199 @@
+"""Training configuration: one dataclass per stage, one for the whole recipe, and named presets.
+
+The paper trains in two stages (§4.1 "Training"), jointly with the instance-segmentation task throughout:
+
+``static``  pretraining on pseudo-clips made from still images (deformed copies of one image),
+            150K iterations, batch 56, learning rate 4e-5;
+``main``    training on real video clips (DAVIS + YouTube-VOS), 110K iterations, batch 16, learning rate 2e-5,
+            decayed ×0.1 after 80K iterations.
+
+Both use AdamW with weight decay 0.05; the IS-branch parameters (pixel decoder + transformer decoder, which the
+paper initialises from COCO Mask2Former) train at 0.1× the learning rate. What the paper leaves open is taken
+from the references it follows (STCN [15], XMem [13]; see ``reference/peers.md`` §2): 384² crops, 3-frame
+static clips with one object, 8-frame video clips with up to 3 objects, the max-skip curriculum, the
+bootstrapped-CE schedule (20K → 70K iterations), and Cutie's gradient clipping at 3.0.
+
+Presets
+-------
+``paper``  the schedule above, for GPUs and the real datasets (mixed precision on CUDA).
+``lite``   the same recipe shrunk to learn the teaching world on a 2-core CPU in minutes: small crops, short
+           clips, few iterations, a higher learning rate (the model trains from scratch) and the IS branch at
+           the full learning rate (there are no pretrained Mask2Former weights to protect).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["StageConfig", "TrainConfig", "TRAIN_PRESETS", "STAGES", "get_train_preset", "train_config_from_dict"]
+
+STAGES = ("static", "main")
+
+
+@dataclass
+class StageConfig:
+    """The schedule and data of one training stage."""
+
+    iterations: int
+    batch_size: int                       # VOS clips per iteration, over all processes (as XMem counts it)
+    lr: float
+    lr_decay_steps: tuple[int, ...] = ()  # the learning rate is multiplied by 0.1 at each of these steps
+    clip_frames: int = 3                  # frames per training clip (frame 0 is given, the rest predicted)
+    max_objects: int = 1                  # objects per clip (padded with selector 0 when a clip has fewer)
+    crop_size: int = 384                  # square crop of the VOS and IS images
+    # max-skip curriculum (XMem): (fraction of the stage's iterations, largest frame gap from then on)
+    max_skip: tuple[tuple[float, int], ...] = ((0.0, 5), (0.1, 10), (0.3, 15), (0.9, 5))
+    bootstrap_start: int = 20_000         # bootstrapped CE: all pixels before this step ...
+    bootstrap_end: int = 70_000           # ... the hardest 15 % after this step (linear in between)
+
+    def __post_init__(self) -> None:
+        self.lr_decay_steps = tuple(int(s) for s in self.lr_decay_steps)
+        self.max_skip = tuple((float(f), int(s)) for f, s in self.max_skip)
+        for name in ("iterations", "batch_size", "crop_size", "max_objects"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_frames < 2:
+            raise ValueError(f"clip_frames must be >= 2 (one given frame + at least one predicted), got {self.clip_frames}")
+        if self.crop_size % 32:
+            raise ValueError(f"crop_size must be a multiple of 32 (the backbone's stride), got {self.crop_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.max_skip or self.max_skip[0][0] != 0.0 or any(s < 1 for _, s in self.max_skip):
+            raise ValueError(f"max_skip must start at fraction 0.0 with skips >= 1, got {self.max_skip}")
+        if not 0 <= self.bootstrap_start <= self.bootstrap_end:
+            raise ValueError(f"need 0 <= bootstrap_start <= bootstrap_end, got {self.bootstrap_start}, {self.bootstrap_end}")
+
+    def max_skip_at(self, step: int) -> int:
+        """The curriculum's largest frame gap at ``step`` of this stage."""
+        skip = self.max_skip[0][1]
+        for fraction, value in self.max_skip:
+            if step >= fraction * self.iterations:
+                skip = value
+        return skip
+
+    def with_iterations(self, iterations: int) -> "StageConfig":
+        """The same schedule stretched to ``iterations``: decay and bootstrap steps scale proportionally."""
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        ratio = iterations / self.iterations
+        return dataclasses.replace(
+            self, iterations=iterations,
+            lr_decay_steps=tuple(max(1, round(s * ratio)) for s in self.lr_decay_steps),
+            bootstrap_start=round(self.bootstrap_start * ratio), bootstrap_end=round(self.bootstrap_end * ratio))
+
+    def lr_factor_at(self, step: int) -> float:
+        """Step decay: 0.1 to the power of the number of decay steps already passed."""
+        return 0.1 ** sum(step >= s for s in self.lr_decay_steps)
+
+
+@dataclass
+class TrainConfig:
+    """The whole recipe: model preset, both stages, optimiser, joint IS task, feedback and checkpoints."""
+
+    name: str
+    model_preset: str                     # a ModelConfig preset (isvos_lite.config)
+    static: StageConfig
+    main: StageConfig
+
+    # optimiser (§4.1)
+    weight_decay: float = 0.05
+    instance_lr_scale: float = 0.1        # learning-rate factor of the IS branch (pixel + transformer decoder)
+    grad_clip: float = 3.0                # max L2 norm of all gradients together (0 disables)
+    freeze_batchnorm: bool = True         # BatchNorm layers keep their statistics (eval mode) while training
+
+    # the joint instance-segmentation task (§4.1: the IS branch is trained on COCO at 384)
+    instance_batch_size: int = 16         # images per IS step, over all processes
+    instance_every: int = 1               # an IS step every this many iterations (0: no joint IS training)
+    instance_weight: float = 1.0          # weight of the IS loss in the joint objective
+    num_points: int = 12544               # points per mask for the IS mask losses (Mask2Former: 112²)
+
+    # machinery
+    amp: bool = True                      # bfloat16/float16 autocast when training on CUDA
+    seed: int = 0
+    num_workers: int = 4                  # DataLoader worker processes per training process
+    log_every: int = 50                   # metrics log line every this many iterations
+    checkpoint_every: int = 5000          # training state every this many iterations (and at the end)
+    val_every: int = 10_000               # validation J&F every this many iterations (0 disables)
+    val_videos: int = 8                   # number of validation videos scored each time
+    val_size: int = 480                   # short side of the validation frames (0: as they are)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.static, dict):
+            self.static = StageConfig(**self.static)
+        if isinstance(self.main, dict):
+            self.main = StageConfig(**self.main)
+        for name in ("instance_batch_size", "num_points", "log_every", "checkpoint_every", "val_videos"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("instance_every", "val_every", "num_workers", "grad_clip", "weight_decay", "instance_weight",
+                     "val_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.instance_lr_scale <= 1:
+            raise ValueError(f"instance_lr_scale must be in (0, 1], got {self.instance_lr_scale}")
+
+    def stage(self, name: str) -> StageConfig:
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}")
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for stage in STAGES:
+            d[stage]["lr_decay_steps"] = list(d[stage]["lr_decay_steps"])
+            d[stage]["max_skip"] = [list(pair) for pair in d[stage]["max_skip"]]
+        return d
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(
+        name="paper", model_preset="paper",
+        static=StageConfig(iterations=150_000, batch_size=56, lr=4e-5, lr_decay_steps=(),
+                           clip_frames=3, max_objects=1, crop_size=384),
+        main=StageConfig(iterations=110_000, batch_size=16, lr=2e-5, lr_decay_steps=(80_000,),
+                         clip_frames=8, max_objects=3, crop_size=384),
+    ),
+    "lite": TrainConfig(
+        name="lite", model_preset="lite",
+        static=StageConfig(iterations=600, batch_size=4, lr=1e-3, lr_decay_steps=(),
+                           clip_frames=3, max_objects=1, crop_size=128,
+                           bootstrap_start=150, bootstrap_end=450),
+        main=StageConfig(iterations=1500, batch_size=4, lr=5e-4, lr_decay_steps=(1200,),
+                         clip_frames=3, max_objects=2, crop_size=128,
+                         max_skip=((0.0, 3), (0.1, 5), (0.3, 8), (0.9, 3)),
+                         bootstrap_start=300, bootstrap_end=1000),
+        instance_lr_scale=1.0, grad_clip=3.0, freeze_batchnorm=False, instance_weight=0.25,
+        instance_batch_size=4, instance_every=1, num_points=1024,
+        amp=False, num_workers=0, log_every=10, checkpoint_every=250, val_every=500, val_videos=3, val_size=0,
+    ),
+}
+
+
+def get_train_preset(name: str, **overrides) -> TrainConfig:
+    """A fresh copy of a named training preset, optionally with some top-level fields changed."""
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
+    base = TRAIN_PRESETS[name]
+    copy = dataclasses.replace(base, static=dataclasses.replace(base.static), main=dataclasses.replace(base.main))
+    return dataclasses.replace(copy, **overrides)
+
+
+def train_config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from ``to_dict()`` output (e.g. a training-state file), rejecting unknown fields."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"training config has unknown fields {unknown}; was it written by a newer isvos-lite?")
+    d = dict(d)
+    stage_fields = {f.name for f in dataclasses.fields(StageConfig)}
+    for stage in STAGES:
+        if stage in d:
+            bad = sorted(set(d[stage]) - stage_fields)
+            if bad:
+                raise ValueError(f"training config stage {stage!r} has unknown fields {bad}")
+            d[stage] = StageConfig(**d[stage])
+    return TrainConfig(**d)
