@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from isvos_lite.atomic import atomic_path, atomic_write_text
 from isvos_lite.config import ModelConfig, config_from_dict
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_config", "sidecar_path", "atomic_write_text"]
@@ -30,22 +30,6 @@ def sidecar_path(weights_path: str | os.PathLike) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write ``model`` (an ISVOS with ``.cfg``) as ``path`` (.safetensors) + its JSON sidecar."""
     path = Path(path)
@@ -53,15 +37,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: dict 
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": FORMAT, "preset": model.cfg.name})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "preset": model.cfg.name})
     sidecar = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
     atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2))
     return path

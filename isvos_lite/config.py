@@ -16,7 +16,7 @@ Presets
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 
 __all__ = ["ModelConfig", "PRESETS", "get_preset", "config_from_dict"]
 

@@ -20,7 +20,6 @@ query key, affinity, readout F_mem, P features, instance queries (see ``StepInte
 
 from __future__ import annotations
 
-import math
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field

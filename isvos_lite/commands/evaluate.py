@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 import zipfile
 from pathlib import Path
 
 from isvos_lite.commands.predict import add_segmenter_arguments, internal_size_note, segmenter_options
+from isvos_lite.atomic import atomic_path, atomic_write_text
 
 RUN_RECORD = "run.json"
 SUBMISSION_ZIP = "submission.zip"
@@ -192,23 +191,15 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from isvos_lite.checkpoint import atomic_write_text
-
+    
     atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _zip_submission(masks_root: Path, zip_path: Path, videos: list[str]) -> Path:
     """Zip ``Annotations/<video>/<frame>.png`` (the server's layout) atomically."""
-    handle, temp = tempfile.mkstemp(prefix=f".{zip_path.stem}.", suffix=".zip", dir=zip_path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(zip_path) as temp:
         with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED) as archive:   # PNGs are compressed already
             for video in sorted(videos):
                 for png in sorted((masks_root / video).glob("*.png")):
                     archive.write(png, f"Annotations/{video}/{png.name}")
-        os.replace(temp, zip_path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
     return zip_path

@@ -15,11 +15,11 @@ says how to convert it (:func:`convert_rgb_mask` does the RGB case in one call).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from isvos_lite.atomic import atomic_path
 
 __all__ = [
     "DAVIS_PALETTE",
@@ -33,8 +33,7 @@ __all__ = [
     "check_same_size",
 ]
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
 
 # more distinct ids than this in one mask is almost always an anti-aliased or photographed mask
 MAX_OBJECT_IDS = 32
@@ -279,16 +278,9 @@ def _save(image: Image.Image, path: Path, atomic: bool, **save_kwargs) -> None:
     if not atomic:
         image.save(path, **save_kwargs)
         return
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
             image.save(handle, **save_kwargs)
-        os.chmod(tmp_name, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give them the usual permissions
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
 
 
 def _short_list(values, limit: int = 8) -> str:

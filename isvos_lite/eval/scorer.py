@@ -42,7 +42,6 @@ import io
 import multiprocessing
 import os
 import sys
-import tempfile
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from isvos_lite.eval.metrics import BOUND_TH, frame_scores, tolerance_radius
+from isvos_lite.atomic import atomic_write_text
 
 __all__ = [
     "GLOBAL_COLUMNS",
@@ -549,15 +549,7 @@ def _three_decimals(value: float) -> str:
 def _write_csv_atomically(path: Path, rows: list) -> None:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _remove_stale_csvs(out_dir: Path, split: str) -> None:

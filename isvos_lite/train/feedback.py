@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from isvos_lite.atomic import atomic_path, atomic_write_text
 
 __all__ = ["MetricsLog", "plot_loss_curves"]
 
@@ -46,9 +47,7 @@ class MetricsLog:
     def truncate_after(self, iteration: int) -> None:
         """Drop records past ``iteration`` (the run resumes from there and will log them again)."""
         kept = [r for r in self.records() if r.get("iteration", 0) <= iteration]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | None:
@@ -87,8 +86,9 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
         ax.legend()
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path

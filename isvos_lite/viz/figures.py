@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from isvos_lite.atomic import atomic_path
 
 __all__ = ["new_figure", "grid_shape", "style_image_axes", "save_figure"]
 
@@ -61,14 +61,6 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path
     path = Path(path)
     if not path.suffix:
         raise ValueError(f"save_figure: {path} has no suffix; use e.g. .png, .pdf or .svg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        figure.savefig(temp_name, dpi=dpi, format=path.suffix.lstrip(".").lower())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower())
     return path
