@@ -91,7 +91,8 @@ class JointObjective(nn.Module):
         if instance_images is not None:
             instance = self.model.forward_instance(instance_images)                # pred_logits, pred_masks, aux
             is_losses = self.criterion(instance, instance_targets)
-            losses.update(is_losses)
+            # the IS terms share names with the VOS ones (loss_ce, loss_dice): log them as is_loss_ce, ...
+            losses.update({(k if k == "loss_is" else f"is_{k}"): v for k, v in is_losses.items()})
             losses["loss"] = losses["loss"] + self.instance_weight * is_losses["loss_is"]
         return losses
 
