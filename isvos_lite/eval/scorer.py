@@ -465,11 +465,19 @@ def _run_jobs(jobs: list[SequenceJob], workers: int, progress: bool) -> list[Seq
 
 
 def _start_method() -> str:
-    """'fork' on Linux: workers start in milliseconds and scripts need no ``__main__`` guard; the
-    workers only run NumPy, Pillow and single-threaded OpenCV calls, so inherited threads (e.g.
-    torch's) are never used. Elsewhere the platform default ('spawn' on macOS and Windows)."""
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return "fork"
+    """How scoring workers start.
+
+    'fork' on Linux when torch is not loaded in this process (``isvos-lite score``): workers start in milliseconds and
+    scripts need no ``__main__`` guard. Once torch (or a Jupyter kernel's threads) live in the process, forking can
+    copy a held lock into the child and hang it, so then 'forkserver' (children forked from a fresh, thread-free
+    server). Elsewhere the platform default ('spawn' on macOS and Windows).
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux"):
+        if "torch" not in sys.modules and "ipykernel" not in sys.modules and "fork" in methods:
+            return "fork"
+        if "forkserver" in methods:
+            return "forkserver"
     return multiprocessing.get_start_method(allow_none=False)
 
 
