@@ -14,14 +14,6 @@ from isvos_lite.train.losses import VOSLoss, bootstrap_fraction, object_dice_los
 from isvos_lite.train.point_sampling import pixel_centre_coords, point_sample, sample_uncertain_points
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread avoids waiting on a second, busy core (CI machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --- point sampling ------------------------------------------------------------------------------
 

@@ -12,14 +12,6 @@ from isvos_lite.train.matcher import HungarianMatcher, pairwise_dice, pairwise_s
 from isvos_lite.train.point_sampling import pixel_centre_coords
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread avoids waiting on a second, busy core (CI machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def per_pair_cost(class_logits, mask_logits, labels, target_masks, q, m, weights=(2.0, 5.0, 5.0)):
     """Mask2Former's matching cost of query q and target m, written out for one pair on whole pixel grids."""

@@ -25,14 +25,6 @@ def tiny_world(tmp_path_factory) -> Path:
     return make_tiny_world(tmp_path_factory.mktemp("world") / "toy")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These steps are tiny: one thread avoids waiting on a second, busy core (CI machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_trainer(world, out, cfg=None, plan=("main",), **kwargs) -> Trainer:
     cfg = cfg or tiny_train_config()

@@ -30,6 +30,27 @@ import torch
 __all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory", "query_major_similarity", "topk_readout"]
 
 
+def _l2_logits(mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool, caller: str) -> torch.Tensor:
+    """(2 K_i.Q_j - ||K_i||^2) / sqrt(C_k), laid out (B, N_m, HW) or, with ``query_major``, (B, HW, N_m)."""
+    if mem_key.dim() != 3 or query_key.dim() != 3:
+        raise ValueError(f"{caller} expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW), "
+                         f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
+    if mem_key.shape[:2] != query_key.shape[:2]:
+        raise ValueError(f"mem_key {tuple(mem_key.shape)} and query_key {tuple(query_key.shape)} must share "
+                         f"the batch size and the key dimension C_k (dims 0 and 1)")
+    key_dim = mem_key.shape[1]
+    # float32 even inside an fp16 autocast region: ||K_i||^2 of large keys overflows fp16.
+    with torch.autocast(device_type=mem_key.device.type, enabled=False):
+        mem_key = mem_key.float()
+        query_key = query_key.float()
+        key_sq = mem_key.pow(2).sum(dim=1)                               # (B, N_m)
+        if query_major:
+            cross = torch.bmm(query_key.transpose(1, 2), mem_key)       # (B, HW, N_m)
+            return (2 * cross - key_sq.unsqueeze(1)) / math.sqrt(key_dim)
+        cross = torch.bmm(mem_key.transpose(1, 2), query_key)           # (B, N_m, HW)
+        return (2 * cross - key_sq.unsqueeze(2)) / math.sqrt(key_dim)
+
+
 def l2_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
     """Eq. (3) logits: S_ij = (2 K_i.Q_j - ||K_i||^2) / sqrt(C_k), i.e. -||K_i - Q_j||^2 / sqrt(C_k) + const_j.
 
@@ -40,20 +61,7 @@ def l2_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tenso
     Returns:
         (B, N_m, HW) float32 similarities (memory along dim 1).
     """
-    if mem_key.dim() != 3 or query_key.dim() != 3:
-        raise ValueError(f"l2_similarity expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW), "
-                         f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
-    if mem_key.shape[:2] != query_key.shape[:2]:
-        raise ValueError(f"mem_key {tuple(mem_key.shape)} and query_key {tuple(query_key.shape)} must share "
-                         f"the batch size and the key dimension C_k (dims 0 and 1)")
-    key_dim = mem_key.shape[1]
-    # float32 even inside an fp16 autocast region: ||K_i||^2 of large keys overflows fp16.
-    with torch.autocast(device_type=mem_key.device.type, enabled=False):
-        mem_key = mem_key.float()
-        query_key = query_key.float()
-        key_sq = mem_key.pow(2).sum(dim=1).unsqueeze(2)                 # (B, N_m, 1)
-        cross = torch.bmm(mem_key.transpose(1, 2), query_key)           # (B, N_m, HW)
-        return (2 * cross - key_sq) / math.sqrt(key_dim)                 # (B, N_m, HW)
+    return _l2_logits(mem_key, query_key, query_major=False, caller="l2_similarity")
 
 
 def softmax_affinity(similarity: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
@@ -158,16 +166,7 @@ def query_major_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> to
     Args:
         mem_key: (B, C_k, N_m); query_key: (B, C_k, HW).
     """
-    if mem_key.dim() != 3 or query_key.dim() != 3 or mem_key.shape[:2] != query_key.shape[:2]:
-        raise ValueError(f"query_major_similarity expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW) with the "
-                         f"same B and C_k, got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
-    key_dim = mem_key.shape[1]
-    with torch.autocast(device_type=mem_key.device.type, enabled=False):
-        mem_key = mem_key.float()
-        query_key = query_key.float()
-        key_sq = mem_key.pow(2).sum(dim=1).unsqueeze(1)                 # (B, 1, N_m)
-        cross = torch.bmm(query_key.transpose(1, 2), mem_key)           # (B, HW, N_m)
-        return (2 * cross - key_sq) / math.sqrt(key_dim)                 # (B, HW, N_m)
+    return _l2_logits(mem_key, query_key, query_major=True, caller="query_major_similarity")
 
 
 def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
