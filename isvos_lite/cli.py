@@ -17,11 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("isvos_lite.commands.train", "train a preset (static pretraining and/or main training, joint IS + VOS)"),
     "predict": ("isvos_lite.commands.predict", "segment your own video from one first-frame mask"),
     "eval": ("isvos_lite.commands.evaluate", "run a checkpoint on a DAVIS / YouTube-VOS split and score it"),
+    "instance-ap": ("isvos_lite.commands.instance_ap", "instance-segmentation mask AP (COCO, pycocotools) of the IS branch"),
     "score": ("isvos_lite.commands.score", "score existing results with the DAVIS 2017 J&F metric"),
     "benchmark": ("isvos_lite.commands.benchmark", "time per-frame inference and peak memory for a preset"),
     "info": ("isvos_lite.commands.info", "parameter counts per component of a preset"),
     "demo": ("isvos_lite.commands.demo", "segment a teaching-world video with the shipped checkpoint"),
     "gallery": ("isvos_lite.commands.gallery", "draw a gallery figure of a generated dataset"),
+    "qe-health": ("isvos_lite.commands.qe_health", "is query enhancement alive? the EKE maps' health and the J&F cost of flattening them"),
 }
 
 

@@ -50,6 +50,11 @@ class ModelConfig:
     value_backbone_width: int = 64
     decoder_dims: tuple[int, int, int] = (512, 256, 256)   # MPF output widths at s16, s8, s4 (XMem: 512, 256, 256)
 
+    # how the EKE injects the instance maps (§3.2; see isvos_lite/model/key_encoder.py):
+    # "cosine" = bounded tau * cos(Q_g, q_vos) (ours, keeps the maps out of saturation) | "literal" = the text
+    qe_injection: str = "cosine"
+    qe_tau_max: float = 4.0           # bound of the cosine injection's logits
+
     # --- ablation switches (Table 3) -----------------------------------------------------
     query_enhancement: bool = True    # False: the query key is a projection of Q_g alone
     multi_path_fusion: bool = True    # False: the decoder fuses backbone skips only
@@ -62,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"value_backbone_depth must be 18, 34 or 50, got {self.value_backbone_depth}")
         if self.backbone_norm not in ("frozen_bn", "bn"):
             raise ValueError(f"backbone_norm must be 'frozen_bn' or 'bn', got {self.backbone_norm!r}")
+        if self.qe_injection not in ("cosine", "literal"):
+            raise ValueError(f"qe_injection must be 'cosine' or 'literal', got {self.qe_injection!r}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
         if len(self.decoder_dims) != 3:
@@ -117,4 +124,7 @@ def config_from_dict(d: dict) -> ModelConfig:
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"config has unknown fields {unknown}; was it written by a newer isvos-lite?")
+    d = dict(d)
+    # files written before the injection became a choice used the literal form of §3.2
+    d.setdefault("qe_injection", "literal")
     return ModelConfig(**d)

@@ -67,8 +67,10 @@ def ensure_teaching_world(root: str | os.PathLike | None = None, seed: int = 0, 
                          f"regenerate it with `isvos-lite toy-data --out {root} --overwrite`")
     print(f"The teaching world is not at {root}: generating it now (`isvos-lite toy-data --out {root}`) ...")
     if small:
-        config = WorldConfig(height=96, width=160, min_frames=10, max_frames=12, max_objects=3)
-        sizes = WorldSizes(train=6, val=3, distractor=2, youtube_train=2, youtube_valid=2)
+        config = WorldConfig(height=96, width=160, min_frames=10, max_frames=12, eval_min_frames=10, eval_max_frames=12,
+                             max_objects=3)
+        sizes = WorldSizes(train=8, val=3, lookalike=2, heldout=2, youtube_train=2, youtube_valid=2,
+                           coco_train=40, coco_val=10)
     else:
         config, sizes = WorldConfig(), WorldSizes()
     summary = generate_world(root, seed=seed, config=config, sizes=sizes, progress=not small)

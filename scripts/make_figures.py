@@ -5,7 +5,7 @@
     ISVOS_LITE_SMALL=1 python scripts/make_figures.py --out /tmp/figs    # the tiny world, seconds
 
 * **Fig. 1** (notebook 07): per-frame J&F of vanilla matching (the ``no_qe_mpf`` checkpoint: no query enhancement,
-  no multi-path fusion) and of ISVOS (``full``) on a distractor video of the teaching world, averaged over objects,
+  no multi-path fusion) and of ISVOS (``full``) on a lookalike video of the teaching world, averaged over objects,
   with the frames where the two differ most (both predictions and the ground truth).
 * **Fig. 8** (notebook 08): one frame, the readout F_mem of ISVOS, w/o QE and w/o QE & MPF (objects stacked along
   the channels) and the stride-8 pixel-decoder map P_2, as PCA colours; each network's colour basis is fitted over
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--world", default=None,
                         help="teaching world folder (default: data/toy, or data/toy_small with ISVOS_LITE_SMALL=1; "
                              "generated if missing)")
-    parser.add_argument("--sequence-index", type=int, default=0, help="which distractor video (default: 0)")
+    parser.add_argument("--sequence-index", type=int, default=0, help="which lookalike video (default: 0)")
     parser.add_argument("--frames", type=int, default=None,
                         help="use only the first N frames of the video (default: Fig. 1 the whole video, Fig. 8 20)")
     parser.add_argument("--differing-frames", type=int, default=3, help="Fig. 1: frames of largest disagreement shown")
@@ -74,10 +74,10 @@ def load_variant(variant: str, seed: int) -> tuple[torch.nn.Module, bool]:
         return ISVOS(get_preset("lite", **ABLATION_SWITCHES[variant])).eval(), False
 
 
-def distractor_video(world: Path, index: int, max_frames: int | None) -> Sequence:
-    videos = davis_sequences(world, split="distractor")
+def lookalike_video(world: Path, index: int, max_frames: int | None) -> Sequence:
+    videos = davis_sequences(world, split="lookalike")
     if not 0 <= index < len(videos):
-        raise ValueError(f"--sequence-index {index}: the world {world} has {len(videos)} distractor videos "
+        raise ValueError(f"--sequence-index {index}: the world {world} has {len(videos)} lookalike videos "
                          f"(0..{len(videos) - 1})")
     video = videos[index]
     if max_frames is not None and max_frames < len(video):
@@ -93,8 +93,8 @@ def untrained_note(trained: dict[str, bool]) -> str:
 
 # ---------------------------------------------------------------------------------------------- Fig. 1
 def make_fig1(world: Path, args: argparse.Namespace) -> Figure:
-    """Per-frame J&F of vanilla matching vs ISVOS on a distractor video, and the frames where they differ most."""
-    video = distractor_video(world, args.sequence_index, args.frames)
+    """Per-frame J&F of vanilla matching vs ISVOS on a lookalike video, and the frames where they differ most."""
+    video = lookalike_video(world, args.sequence_index, args.frames)
     frames = [video.read_frame(t) for t in range(len(video))]                   # each (H, W, 3) uint8
     truth = np.stack([video.read_gt(t) for t in range(len(video))])            # (T, H, W)
     methods = {"vanilla matching (w/o QE & MPF)": "no_qe_mpf", "ISVOS": "full"}
@@ -140,7 +140,7 @@ def padded_like_the_model(image: np.ndarray, pad: tuple[int, int, int, int]) -> 
 
 def make_fig8(world: Path, args: argparse.Namespace) -> Figure:
     """The query frame, F_mem of the three Table 3 variants and P_2, as PCA colours (one basis per network)."""
-    video = distractor_video(world, args.sequence_index, args.frames if args.frames is not None else 20)
+    video = lookalike_video(world, args.sequence_index, args.frames if args.frames is not None else 20)
     variants = {"ISVOS": "full", "w/o QE": "no_qe", "w/o QE & MPF": "no_qe_mpf"}
     features: dict[str, list[torch.Tensor]] = {}
     trained = {}

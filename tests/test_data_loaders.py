@@ -25,8 +25,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("loaders") / "toy"
-    generate_world(out, seed=3, config=WorldConfig(height=64, width=96, min_frames=12, max_frames=12),
-                   sizes=WorldSizes(train=4, val=2, distractor=1, youtube_train=3, youtube_valid=3, coco_every=4),
+    generate_world(out, seed=3, config=WorldConfig(height=64, width=96, min_frames=12, max_frames=12,
+                                                        eval_min_frames=12, eval_max_frames=12),
+                   sizes=WorldSizes(train=4, val=2, lookalike=1, heldout=1, youtube_train=3, youtube_valid=3,
+                                    coco_train=6, coco_val=2),
                    progress=False)
     return out
 
@@ -47,7 +49,7 @@ def test_davis_reader(world):
     assert seq.gt_indices == list(range(12)) and seq.output_indices == list(range(12))
     merged = davis_sequences(world, "val", year=2016)[0]                      # 2016: one foreground object
     assert set(np.unique(merged.read_gt(0))) <= {0, 1} and merged.start_objects == {0: [1]}
-    assert len(davis_sequences(world, "distractor")) == 1
+    assert len(davis_sequences(world, "lookalike")) == 1 and len(davis_sequences(world, "heldout")) == 1
 
 
 def test_davis_full_resolution_folders(world, tmp_path):

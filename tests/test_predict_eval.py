@@ -27,9 +27,10 @@ from isvos_lite.model.isvos import ISVOS
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world") / "toy"
-    config = WorldConfig(height=64, width=96, min_frames=6, max_frames=8, max_objects=2)
+    config = WorldConfig(height=64, width=96, min_frames=6, max_frames=8, eval_min_frames=6, eval_max_frames=8, max_objects=2)
     generate_world(root, seed=0, config=config,
-                   sizes=WorldSizes(train=1, val=2, distractor=1, youtube_train=1, youtube_valid=1), progress=False)
+                   sizes=WorldSizes(train=1, val=2, lookalike=1, heldout=1, youtube_train=1, youtube_valid=1,
+                                    coco_train=2, coco_val=2), progress=False)
     return root
 
 
@@ -325,7 +326,7 @@ def test_demo_writes_masks_videos_figure_and_scores(world, checkpoint, tmp_path,
     out = tmp_path / "demo"
     code, text = _cli(["demo", "--world", str(world), "--checkpoint", str(checkpoint), "--out", str(out)], capsys)
     assert code == 0, text
-    names = ["val-000", "val-001", "distractor-000"]
+    names = ["val-000", "val-001", "lookalike-000"]
     for name in names:
         assert name in text
         assert read_video_info(out / f"{name}.mp4")[0] == len(list((out / "masks" / name).glob("*.png")))

@@ -44,7 +44,7 @@ def test_a_few_steps_on_a_fixed_batch_drive_the_loss_down(tiny_world):
     sources = DataSources.discover(tiny_world)
     model_cfg = get_preset("tiny")
     batches = StepBatches(build_clip_dataset(sources, "main", cfg.main),
-                          build_instance_dataset(sources, 64, model_cfg.num_classes),
+                          build_instance_dataset(sources, cfg.main, model_cfg.num_classes),
                           "main", cfg.main, 2, 2, 1, seed=0, rank=0)
     batch = batches[0]
     model = ISVOS(model_cfg)
@@ -105,7 +105,7 @@ def test_killed_and_resumed_run_gives_the_same_next_losses(tiny_world, tmp_path)
     # the metrics log holds one history (the interrupted lines were replaced), and the plot exists
     records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     iterations = [r["iteration"] for r in records if "loss" in r]
-    assert iterations == sorted(set(iterations)) == list(range(1, 5))      # static 1 + main 3
+    assert iterations == sorted(set(iterations)) == list(range(3, 7))      # after instance 2: static 1 + main 3
     assert (tmp_path / "b" / "loss_curve.png").stat().st_size > 1000
     # the trained model loads with the project's checkpoint reader
     from isvos_lite.checkpoint import load_checkpoint
@@ -172,8 +172,8 @@ def test_bad_data_paths_and_categories(tiny_world, tmp_path):
         DataSources.discover(tmp_path / "flat")
     with pytest.raises(FileNotFoundError, match="COCO"):
         DataSources.discover(tiny_world, coco=tmp_path / "flat")
-    with pytest.raises(ValueError, match="3 categories .* predicts 2 classes"):
-        build_instance_dataset(DataSources.discover(tiny_world), 64, num_classes=2)
+    with pytest.raises(ValueError, match="4 categories .* predicts 2 classes"):
+        build_instance_dataset(DataSources.discover(tiny_world), tiny_train_config().main, num_classes=2)
 
 
 # --- pieces ------------------------------------------------------------------------------------
@@ -208,8 +208,17 @@ def test_presets_follow_the_paper_and_schedules_scale():
     assert [paper.main.max_skip_at(s) for s in (0, 11_000, 33_000, 99_000)] == [5, 10, 15, 5]
     short = paper.main.with_iterations(1100)
     assert short.lr_decay_steps == (800,) and (short.bootstrap_start, short.bootstrap_end) == (200, 700)
+    assert paper.instance.batch_size == 16 and paper.instance.lr == 1e-4      # Mask2Former's COCO schedule
     lite = get_train_preset("lite")
     assert train_config_from_dict(json.loads(json.dumps(lite.to_dict()))) == lite
+    # one scale: every stage crops 160x160 at the frames' own resolution (jitter 0.8-1.25)
+    assert {lite.stage(s).crop_size for s in ("instance", "static", "main")} == {160}
+    assert {lite.stage(s).scale_jitter for s in ("instance", "static", "main")} == {(0.8, 1.25)}
+    assert lite.instance_data == "stream" and lite.qe_align_weight > 0
+    old = lite.to_dict()
+    del old["instance"]
+    with pytest.raises(ValueError, match="older isvos-lite"):
+        train_config_from_dict(old)
     with pytest.raises(ValueError, match="unknown fields"):
         train_config_from_dict({**lite.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="multiple of 32"):
@@ -241,3 +250,77 @@ def test_cli_trains_and_reports_bad_input(tiny_world, tmp_path, capsys):
     assert main(["train", "--preset", "lite", "--data", str(tiny_world), "--out", str(tmp_path / "run"),
                  "--stage", "main", "--iters", "2", "--batch-size", "1", "--resume", "--quiet"]) == 1
     assert "different settings" in capsys.readouterr().err
+
+
+# --- the instance stage, the one-scale crops and the EKE alignment term ---------------------------
+
+def test_instance_stage_trains_the_is_branch_alone_and_initialises_any_variant(tiny_world, tmp_path):
+    cfg = tiny_train_config(instance_data="stream", val_every=0)
+    records = []
+    trainer = make_trainer(tiny_world, tmp_path / "is", cfg=cfg, plan=("instance",),
+                           on_step_end=lambda stage, step, r: records.append((stage, r)))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    assert [stage for stage, _ in records] == ["instance", "instance"]
+    assert all("loss_is" in r and "loss_vos" not in r for _, r in records)
+    after = trainer.model.state_dict()
+    changed = {k.split(".")[0] for k in after if after[k].is_floating_point() and not torch.equal(after[k], before[k])}
+    # only the backbone and the IS branch learn in this stage; the VOS modules are untouched
+    assert {"backbone", "pixel_decoder", "transformer_decoder"} <= changed
+    assert not changed & {"key_encoder", "value_encoder", "decoder"}
+
+    # the result initialises the backbone + IS branch of a variant with another architecture (no QE)
+    from isvos_lite.checkpoint import load_instance_branch
+    variant = ISVOS(get_preset("tiny", query_enhancement=False))
+    assert load_instance_branch(tmp_path / "is" / "model.safetensors", variant)["loaded"] > 0
+    source = ISVOS(get_preset("tiny"))
+    from isvos_lite.checkpoint import load_checkpoint
+    source = load_checkpoint(tmp_path / "is" / "model.safetensors")
+    for name, tensor in variant.state_dict().items():
+        if name.startswith(("backbone.", "pixel_decoder.", "transformer_decoder.")):
+            torch.testing.assert_close(tensor, source.state_dict()[name])
+    trained = make_trainer(tiny_world, tmp_path / "vos", cfg=cfg, model_cfg=get_preset("tiny", query_enhancement=False),
+                           init_instance=tmp_path / "is" / "model.safetensors")
+    torch.testing.assert_close(trained.model.backbone.conv1.weight, source.backbone.conv1.weight)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_instance_branch(tmp_path / "is" / "model.safetensors", ISVOS(get_preset("lite")))
+
+
+def test_joint_objective_adds_the_qe_alignment_term_only_with_query_enhancement(tiny_world):
+    cfg = tiny_train_config()
+    sources = DataSources.discover(tiny_world)
+    batch = StepBatches(build_clip_dataset(sources, "main", cfg.main), None, "main", cfg.main, 2, 2, 0,
+                        seed=0, rank=0)[0]
+    args = (batch["frames"], batch["masks"], batch["labels"], batch["selector"], 0)
+    torch.manual_seed(0)
+    model = ISVOS(get_preset("tiny"))
+    with_term = JointObjective(model, VOSLoss(100, 200), SetCriterion(4, num_points=64), 1.0, qe_align_weight=0.5)
+    losses = with_term(*args)
+    assert losses["loss_qe_align"] > 0
+    torch.testing.assert_close(losses["loss"], losses["loss_vos"] + 0.5 * losses["loss_qe_align"])
+    without_qe = JointObjective(ISVOS(get_preset("tiny", query_enhancement=False)), VOSLoss(100, 200),
+                                SetCriterion(4, num_points=64), 1.0, qe_align_weight=0.5)
+    losses = without_qe(*args)
+    assert "loss_qe_align" not in losses
+    torch.testing.assert_close(losses["loss"], losses["loss_vos"])
+
+
+def test_one_scale_crops_keep_object_sizes(tiny_world):
+    """With scale_jitter (1, 1) a crop is a window of the frame at its own resolution: pixels are copied, not resized."""
+    from isvos_lite.data.vos_dataset import VOSClipDataset
+    import numpy as np
+    plain = VOSClipDataset(tiny_world, "train", num_frames=2, max_objects=2, crop_size=32, scale_jitter=(1.0, 1.0))
+    torch.manual_seed(0)
+    item = plain[0]
+    frames = item["frames"]                               # (T, 3, 32, 32)
+    assert frames.shape[-2:] == (32, 32)
+    # the number of object pixels in the crop is at most what the frame has: no enlargement
+    labels = item["labels"]
+    frame_area = 64 * 96
+    assert int((labels > 0).sum()) <= 2 * frame_area
+    from isvos_lite.data import augment as A
+    rng = np.random.default_rng(0)
+    m = A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (1.0, 1.0))
+    assert m[0, 0] == pytest.approx(1.0) and m[1, 1] == pytest.approx(1.0)
+    m = A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (0.8, 1.25))
+    assert 0.8 <= m[0, 0] <= 1.25

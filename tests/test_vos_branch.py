@@ -304,3 +304,81 @@ def test_mpf_gradients_reach_every_parameter(multi_path_fusion):
     (logits * torch.randn_like(logits)).sum().backward()
     assert_every_parameter_gets_gradient(decoder)
     assert readout.grad.abs().sum() > 0
+
+
+# --- the live EKE: bounded cosine injection, flattening switch, alignment loss, QE health ---------------
+
+def test_cosine_injection_is_bounded_and_the_literal_form_is_not():
+    torch.manual_seed(0)
+    res4, queries, query_pos, mask_logits = key_inputs()
+    cosine = make_key_encoder(True)
+    assert cosine.injection == "cosine" and cosine.temperature == pytest.approx(cosine.tau_max / 2)
+    out = cosine(res4 * 100, queries * 100, query_pos, mask_logits)           # huge features: still bounded
+    assert out["map_logits"].abs().max() <= cosine.tau_max + 1e-5
+    torch.testing.assert_close(out["instance_maps"], torch.sigmoid(out["map_logits"]))
+    literal = EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="literal")
+    big = literal(res4 * 100, queries, query_pos, mask_logits)
+    assert big["map_logits"].abs().max() > 20                                 # the literal dot product saturates
+    with pytest.raises(ValueError, match="injection"):
+        EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="dot")
+
+
+def test_flattened_maps_change_the_key_but_not_the_maps():
+    torch.manual_seed(1)
+    res4, queries, query_pos, mask_logits = key_inputs()
+    encoder = make_key_encoder(True)
+    encoder.key_proj.weight.data.normal_()                                   # make the map channels matter
+    normal = encoder(res4, queries, query_pos, mask_logits)
+    encoder.flatten_maps = True
+    flat = encoder(res4, queries, query_pos, mask_logits)
+    torch.testing.assert_close(flat["instance_maps"], normal["instance_maps"])
+    assert not torch.allclose(flat["key"], normal["key"])
+    # flattened: the same key as injecting each map's spatial mean by hand
+    means = normal["instance_maps"].mean(dim=(2, 3), keepdim=True).expand_as(normal["instance_maps"])
+    torch.testing.assert_close(flat["key"], encoder.key_proj(torch.cat([normal["Q_g"], means], 1)))
+
+
+def test_alignment_loss_pulls_each_map_to_its_own_mask():
+    from isvos_lite.model.key_encoder import qe_alignment_loss
+    masks = torch.full((1, 2, 16, 16), -10.0)
+    masks[0, 0, :8] = 10.0                                                   # query 0: top half; query 1: bottom
+    masks[0, 1, 8:] = 10.0
+    classes = torch.tensor([[[5.0, -5.0], [5.0, -5.0]]])                    # both predict an object
+    pooled = torch.nn.functional.adaptive_avg_pool2d(torch.sigmoid(masks), (4, 4))
+    right = (pooled * 2 - 1) * 6                                            # logits that follow each own mask
+    wrong = right.flip(1)                                                    # each map follows the other mask
+    assert qe_alignment_loss(right, masks, classes) < qe_alignment_loss(wrong, masks, classes)
+    # a query that predicts "no object" does not count
+    classes_off = torch.tensor([[[5.0, -5.0], [-5.0, 5.0]]])
+    mixed = torch.stack([right[0, 0], wrong[0, 1]])[None]
+    assert qe_alignment_loss(mixed, masks, classes_off) < qe_alignment_loss(mixed, masks, classes)
+
+
+def test_qe_health_statistics_tell_shared_maps_from_instance_maps():
+    from isvos_lite.config import get_preset
+    from isvos_lite.eval.qe_health import flattened_maps, map_statistics
+    from isvos_lite.model.isvos import ISVOS
+    torch.manual_seed(0)
+    model = ISVOS(get_preset("tiny"))
+    frames = torch.rand(2, 3, 64, 96)
+    stats = map_statistics(model, frames)
+    assert 0 <= stats["qe_saturated"] <= 1 and 0 <= stats["qe_map_correlation"] <= 1
+    assert stats["qe_frames"] == 2
+    # a literal encoder with a huge Q_g saturates and its maps become near-copies of each other
+    literal = ISVOS(get_preset("tiny", qe_injection="literal"))
+    literal.key_encoder.global_proj.weight.data *= 200
+    sick = map_statistics(literal, frames)
+    assert sick["qe_saturated"] > stats["qe_saturated"] and sick["qe_saturated"] > 0.5
+    with flattened_maps(model):
+        assert model.key_encoder.flatten_maps
+    assert not model.key_encoder.flatten_maps
+    with pytest.raises(ValueError, match="query enhancement"):
+        map_statistics(ISVOS(get_preset("tiny", query_enhancement=False)), frames)
+
+
+def test_old_configs_without_the_injection_field_mean_the_literal_form():
+    from isvos_lite.config import config_from_dict, get_preset
+    d = get_preset("lite").to_dict()
+    del d["qe_injection"]
+    assert config_from_dict(d).qe_injection == "literal"
+    assert get_preset("lite").qe_injection == "cosine"

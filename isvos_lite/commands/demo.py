@@ -3,7 +3,7 @@
 1. makes sure the teaching world exists (``data/toy``; generated in ~30 s the first time);
 2. loads the shipped ``lite`` checkpoint (``checkpoints/lite.safetensors``); without it, random weights with
    a loud warning (the masks are then meaningless, but every step still runs);
-3. segments two validation videos and one look-alike distractor video (paper Fig. 1) with the paper's
+3. segments two validation videos and one ``lookalike`` video (paper Fig. 1) with the paper's
    inference protocol (§4.1: memory every 5th frame, FIFO of 16, top-k 20);
 4. writes, under ``outputs/demo/``: the palette PNGs (``masks/<sequence>/<frame>.png``), one overlay video
    per sequence (``<sequence>.mp4``), a summary figure (``summary.png``) and the J&F CSVs;
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--world", default=None, metavar="ROOT",
                         help="teaching-world folder (default: data/toy, generated if missing)")
     parser.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
-                        help="videos to segment (default: the two shortest val videos and the shortest distractor)")
+                        help="videos to segment (default: the two shortest val videos and the shortest lookalike video)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
 
@@ -71,7 +71,7 @@ def run(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- steps
 def _default_sequences(world: Path) -> list[str]:
-    """The two shortest val videos and the shortest distractor video (ties: by name), to stay fast."""
+    """The two shortest val videos and the shortest lookalike video (ties: by name), to stay fast."""
     from isvos_lite.data.sequences import list_frames
 
     def shortest(split: str, count: int) -> list[str]:
@@ -81,7 +81,7 @@ def _default_sequences(world: Path) -> list[str]:
         lengths = {n: len(list_frames(world / "JPEGImages" / "480p" / n)) for n in listed}
         return sorted(listed, key=lambda n: (lengths[n], n))[:count]
 
-    return shortest("val", 2) + shortest("distractor", 1)
+    return shortest("val", 2) + shortest("lookalike", 1)
 
 
 def _load_model(checkpoint: str | None, device: str):
@@ -143,12 +143,12 @@ def _sequence_means(result, name: str) -> tuple[float, float, float, int]:
 
 
 def _table(sequences, result, world: Path) -> str:
-    distractors = set((world / "ImageSets" / "2017" / "distractor.txt").read_text().split()) \
-        if (world / "ImageSets" / "2017" / "distractor.txt").exists() else set()
+    lookalikes = set((world / "ImageSets" / "2017" / "lookalike.txt").read_text().split()) \
+        if (world / "ImageSets" / "2017" / "lookalike.txt").exists() else set()
     lines = [f"{'sequence':<16}{'kind':<12}{'frames':>7}{'objects':>9}{'J&F':>8}{'J':>8}{'F':>8}"]
     for seq in sequences:
         jf, j, f, objects = _sequence_means(result, seq.name)
-        kind = "distractor" if seq.name in distractors else "val"
+        kind = "lookalike" if seq.name in lookalikes else "val"
         lines.append(f"{seq.name:<16}{kind:<12}{len(seq):>7}{objects:>9}{jf:>8.3f}{j:>8.3f}{f:>8.3f}")
     g = result.global_metrics
     lines.append(f"{'all (objects)':<16}{'':<12}{sum(len(s) for s in sequences):>7}{len(result.per_sequence):>9}"

@@ -4,8 +4,8 @@ Example::
 
     isvos-lite gallery --data data/toy --out figures/toy_gallery.png
 
-Rows are sequences (by default two of each split listed in ``ImageSets/2017``: train, val and the
-look-alike ``distractor`` split), columns are frames spread evenly over each video. Objects keep
+Rows are sequences (by default two of each split listed in ``ImageSets/2017``: train, val, the
+``lookalike`` split (only the target is annotated) and the ``heldout`` split), columns are frames spread evenly over each video. Objects keep
 their DAVIS palette colour, blended at alpha 0.6 (the course's visual grammar, ``isvos_lite.viz``).
 """
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="DAVIS-format root (e.g. the teaching world from `isvos-lite toy-data`)")
     parser.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
     parser.add_argument("--splits", nargs="+", default=None,
-                        help="splits of ImageSets/2017 to show (default: train val distractor, those that exist)")
+                        help="splits of ImageSets/2017 to show (default: train val lookalike heldout, those that exist)")
     parser.add_argument("--per-split", type=int, default=2, help="sequences per split (default 2)")
     parser.add_argument("--frames", type=int, default=5, help="frames per sequence (default 5)")
     parser.add_argument("--alpha", type=float, default=0.6, help="mask opacity (default 0.6)")
@@ -41,9 +41,9 @@ def gallery_figure(data: str | Path, splits: list[str] | None = None, per_split:
     if per_split < 1 or frames < 1:
         raise ValueError(f"--per-split and --frames must be >= 1, got {per_split}, {frames}")
     if splits is None:
-        splits = [s for s in ("train", "val", "distractor") if (root / "ImageSets" / "2017" / f"{s}.txt").exists()]
+        splits = [s for s in ("train", "val", "lookalike", "heldout") if (root / "ImageSets" / "2017" / f"{s}.txt").exists()]
         if not splits:
-            raise FileNotFoundError(f"{root}/ImageSets/2017 has none of train.txt, val.txt, distractor.txt; is {root} a DAVIS root?")
+            raise FileNotFoundError(f"{root}/ImageSets/2017 has none of train.txt, val.txt, lookalike.txt, heldout.txt; is {root} a DAVIS root?")
     rows = []
     for split in splits:
         for seq in davis_sequences(root, split)[:per_split]:

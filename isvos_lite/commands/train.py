@@ -1,10 +1,12 @@
-"""``isvos-lite train``: joint IS + VOS training of a preset, static and/or main stage, resumable (§4.1).
+"""``isvos-lite train``: instance pretraining + joint IS + VOS training of a preset, resumable (§4.1, Table 4).
 
 Examples::
 
-    isvos-lite train --preset lite --data data/toy --out runs/lite                 # both stages on the CPU
+    isvos-lite train --preset lite --data data/toy --out runs/lite                 # instance, static, main on the CPU
     isvos-lite train --preset lite --data data/toy --out runs/lite --resume        # continue after a stop
     isvos-lite train --preset lite --data data/toy --out runs/noqe --no-query-enhancement   # Table 3 ablation
+    isvos-lite train --preset lite --data data/toy --out runs/is --stage instance  # IS pretraining only
+    isvos-lite train --preset lite --data data/toy --out runs/vos --stage static main --init runs/is/model.safetensors
     torchrun --nproc_per_node=4 -m isvos_lite.cli train --preset paper --data DAVIS --youtube YTVOS \\
         --coco COCO --static-data STATIC --out runs/paper --device cuda                      # the paper's recipe
 
@@ -31,13 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training recipe and model size: 'lite' (CPU, teaching world) or 'paper' (GPUs, real data)")
     parser.add_argument("--data", required=True, help="DAVIS-format root (e.g. data/toy from `isvos-lite toy-data`)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png, model")
-    parser.add_argument("--stage", choices=(*STAGES, "all"), default="all",
-                        help="static pretraining, main training, or both in sequence (default all)")
+    parser.add_argument("--stage", choices=(*STAGES, "all"), nargs="+", default=["all"],
+                        help="stages to run, in recipe order: instance (IS pretraining), static, main, or all (default)")
     parser.add_argument("--iters", type=int, default=None,
                         help="iterations of each stage run (the decay / bootstrap schedule is stretched to fit)")
+    for stage in STAGES:
+        parser.add_argument(f"--{stage}-iters", type=int, default=None,
+                            help=f"iterations of the {stage} stage (overrides --iters for it)")
     parser.add_argument("--batch-size", type=int, default=None, help="VOS clips per iteration (all processes)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--init", default=None, help="start from this model checkpoint (.safetensors) instead of random weights")
+    parser.add_argument("--init-instance", default=None,
+                        help="load only the backbone + IS branch of this checkpoint (e.g. an instance-stage run's "
+                             "model.safetensors), the analogue of COCO Mask2Former weights; works for every ablation")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="training device (default: cuda when available, else cpu)")
     parser.add_argument("--youtube", default=None, help="YouTube-VOS root added to main training (train/meta.json)")
@@ -46,9 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coco", default=None, help="COCO folder for the IS branch (default: DATA/coco)")
     parser.add_argument("--no-query-enhancement", action="store_true", help="ablation: query key from Q_g alone (Table 3)")
     parser.add_argument("--no-multi-path-fusion", action="store_true", help="ablation: decoder without P features (Table 3)")
+    parser.add_argument("--qe-injection", choices=("cosine", "literal"), default=None,
+                        help="EKE injection: bounded cosine (default) or the literal §3.2 dot product (saturates)")
+    parser.add_argument("--qe-align-weight", type=float, default=None,
+                        help="weight of the EKE map-to-mask alignment term (0 disables)")
+    parser.add_argument("--instance-data", choices=("coco", "stream"), default=None,
+                        help="IS images: a COCO instances JSON (--coco) or the procedural stream (lite default)")
     parser.add_argument("--instance-every", type=int, default=None, help="an IS step every N iterations (0: no joint IS)")
     parser.add_argument("--val-every", type=int, default=None, help="validation J&F every N iterations (0: never)")
     parser.add_argument("--val-videos", type=int, default=None, help="validation videos scored each time")
+    parser.add_argument("--val-instance-images", type=int, default=None,
+                        help="held-out instance images scored (mask AP) when validating the instance stage")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="training state every N iterations")
     parser.add_argument("--log-every", type=int, default=None, help="metrics line every N iterations")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per training process")
@@ -60,20 +76,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_configs(args: argparse.Namespace):
     """The TrainConfig and ModelConfig described by the command-line options."""
     cfg = get_train_preset(args.preset)
-    stages = STAGES if args.stage == "all" else (args.stage,)
+    chosen = [args.stage] if isinstance(args.stage, str) else list(args.stage)
+    stages = STAGES if "all" in chosen else tuple(s for s in STAGES if s in chosen)
     for stage in stages:
         stage_cfg = cfg.stage(stage)
-        if args.iters is not None:
-            stage_cfg = stage_cfg.with_iterations(args.iters)
+        iters = getattr(args, f"{stage}_iters", None) or args.iters
+        if iters is not None:
+            if iters < 1:
+                raise ValueError(f"--{stage}-iters must be >= 1, got {iters}")
+            stage_cfg = stage_cfg.with_iterations(iters)
         if args.batch_size is not None:
             stage_cfg = dataclasses.replace(stage_cfg, batch_size=args.batch_size)
         cfg = cfg.replace(**{stage: stage_cfg})
     overrides = {"instance_every": args.instance_every, "val_every": args.val_every, "val_videos": args.val_videos,
-                 "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-                 "num_workers": args.workers, "seed": args.seed}
+                 "checkpoint_every": args.checkpoint_every,
+                 "val_instance_images": args.val_instance_images, "log_every": args.log_every,
+                 "num_workers": args.workers, "seed": args.seed, "instance_data": args.instance_data,
+                 "qe_align_weight": args.qe_align_weight}
     cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
-    model_cfg = get_preset(cfg.model_preset, query_enhancement=not args.no_query_enhancement,
-                           multi_path_fusion=not args.no_multi_path_fusion)
+    model_overrides = {"query_enhancement": not args.no_query_enhancement,
+                       "multi_path_fusion": not args.no_multi_path_fusion}
+    if args.qe_injection is not None:
+        model_overrides["qe_injection"] = args.qe_injection
+    model_cfg = get_preset(cfg.model_preset, **model_overrides)
     return cfg, model_cfg, stages
 
 
@@ -94,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     dist_ctx = DistributedContext.from_environment(device)
     try:
         trainer = Trainer(cfg, model_cfg, sources, args.out, plan=stages, device=device, resume=args.resume,
-                          init=args.init, progress=not args.quiet, dist_ctx=dist_ctx)
+                          init=args.init, progress=not args.quiet, dist_ctx=dist_ctx,
+                          init_instance=args.init_instance)
         summary = trainer.run()
     finally:
         dist_ctx.close()

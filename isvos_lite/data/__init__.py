@@ -12,6 +12,7 @@ Modules (one component each):
 - ``vos_dataset``       main-training clips (DAVIS / YouTube-VOS)
 - ``static_dataset``    static images -> 3-frame pseudo-clips
 - ``instance_dataset``  COCO instances for the IS branch
+- ``instance_stream``   unlimited on-the-fly instance images of the teaching world (its "COCO") and their COCO export
 - ``download``          official dataset URLs, checksums, resumable download and extraction
 """
 

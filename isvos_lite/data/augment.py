@@ -122,6 +122,18 @@ def random_scale_crop_matrix(rng: np.random.Generator, in_hw: tuple[int, int], o
     return np.array([[fit, 0, 0.5 * fit - 0.5 + x0], [0, fit, 0.5 * fit - 0.5 + y0], [0, 0, 1]], dtype=np.float64)
 
 
+def native_scale_crop_matrix(rng: np.random.Generator, in_hw: tuple[int, int], out_hw: tuple[int, int],
+                             zoom: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
+    """ONE-scale crop: zoom the image by a log-uniform factor in ``zoom`` (around 1 = its own resolution), then
+    take a random out_hw window (padded where the zoomed image is smaller). Objects keep about the size in pixels
+    that inference sees, unlike RandomResizedCrop, which enlarges them by up to 1/sqrt(0.36)."""
+    z = float(np.exp(rng.uniform(np.log(zoom[0]), np.log(zoom[1]))))
+    new_h, new_w = in_hw[0] * z, in_hw[1] * z
+    x0 = rng.uniform(min(0.0, new_w - out_hw[1]), max(0.0, new_w - out_hw[1]))   # window offset, zoomed pixels
+    y0 = rng.uniform(min(0.0, new_h - out_hw[0]), max(0.0, new_h - out_hw[0]))
+    return np.array([[z, 0, 0.5 * z - 0.5 - x0], [0, z, 0.5 * z - 0.5 - y0], [0, 0, 1]], dtype=np.float64)
+
+
 def warp_image(image: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int], fill=IMAGE_FILL) -> np.ndarray:
     """(H, W, 3) uint8 -> (out_h, out_w, 3) uint8, bilinear."""
     return cv2.warpAffine(image, matrix[:2].astype(np.float64), (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,

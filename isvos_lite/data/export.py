@@ -3,12 +3,12 @@
 Layout under ``out`` (the same layouts as the real datasets, so every loader and the official
 DAVIS 2017 evaluation run unchanged)::
 
-    JPEGImages/480p/<seq>/00000.jpg          every frame (the frame size is configurable)
+    JPEGImages/480p/<seq>/00000.jpg          every frame (the frame size is configurable, 160x288 by default)
     Annotations/480p/<seq>/00000.png         every frame, palette PNG, pixel = object id
-    ImageSets/2017/{train,val,distractor}.txt
+    ImageSets/2017/{train,val,lookalike,heldout}.txt
     ImageSets/2016/{train,val}.txt           the same sequences (the 2016 task merges all objects)
-    coco/{train,val}/<seq>_<frame>.jpg       the instance twin: every ``coco_every``-th frame
-    coco/annotations/instances_{train,val}.json   (val = val + distractor videos)
+    coco/{train,val}/000000.jpg              the instance stream (isvos_lite.data.instance_stream):
+    coco/annotations/instances_{train,val}.json   still images, not video frames
     youtube/train/{JPEGImages,Annotations}/<vid>/   every 5th frame, labels on every one of them
     youtube/train/meta.json
     youtube/train_all_frames/JPEGImages/<vid>/      all frames
@@ -21,14 +21,21 @@ DAVIS 2017 evaluation run unchanged)::
                                                     release; lets you score YouTube-style runs locally)
     world.json                                      seed, knobs, categories, objects of every video
 
+Every split draws its videos from its own index stream (``*_STREAM`` below), so adding videos to
+one split never changes another. About ``train_lookalike_fraction`` of the training videos are of
+the ``lookalike`` kind (from the training index stream, so never one of the evaluated ones).
+
 The whole world is written into a temporary sibling folder and renamed into place at the end,
 so an interrupted run never leaves a half-written dataset (files inside it need no atomic writes).
+Videos can be rendered by a pool of worker processes; the output is byte-identical whatever
+the number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -39,33 +46,58 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from isvos_lite.data.coco import mask_to_bbox, rle_encode
 from isvos_lite.data.palette import write_frame, write_mask
+from isvos_lite.data.shapes import HELDOUT_SHAPES, TEXTURE_FAMILIES_HELDOUT, TEXTURE_FAMILIES_TRAIN
 from isvos_lite.data.world import VideoSpec, WorldConfig, _VideoRenderer, sample_video
 
-__all__ = ["WorldSizes", "WorldSummary", "generate_world", "directory_size"]
+__all__ = ["WorldSizes", "WorldSummary", "generate_world", "directory_size", "is_train_lookalike"]
 
 YOUTUBE_STEP = 5   # YouTube-VOS labels (and its JPEGImages folders) hold every 5th frame
-VAL_STREAM = 100_000   # validation videos use indices from here: they do not depend on the number of training videos
+# index streams: split videos use indices from here, so they do not depend on the number of videos of other splits
+TRAIN_STREAM = 0
+VAL_STREAM = 100_000
+LOOKALIKE_STREAM = 200_000
+HELDOUT_STREAM = 300_000
 
 
 @dataclass
 class WorldSizes:
-    """How many videos of each split to generate."""
-    train: int = 60
-    val: int = 12
-    distractor: int = 8
-    youtube_train: int = 20
+    """How many videos (and instance images) of each split to generate."""
+    train: int = 80
+    val: int = 60
+    lookalike: int = 60
+    heldout: int = 40
+    youtube_train: int = 16
     youtube_valid: int = 6
-    coco_every: int = 5     # every n-th frame of a DAVIS-format video becomes a COCO image
+    train_lookalike_fraction: float = 0.25   # of the training videos, this fraction is of the lookalike kind
+    coco_train: int = 2000                   # instance-stream images of coco/ (isvos_lite.data.instance_stream)
+    coco_val: int = 400
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val", "lookalike", "heldout", "youtube_train", "youtube_valid", "coco_train", "coco_val"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"the number of {name} videos/images must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.train_lookalike_fraction <= 1:
+            raise ValueError(f"train_lookalike_fraction must be in [0, 1], got {self.train_lookalike_fraction}")
 
     @classmethod
     def scaled(cls, train: int) -> "WorldSizes":
         """Sizes that keep the default proportions for ``train`` training videos."""
         if train < 1:
             raise ValueError(f"--videos must be >= 1, got {train}")
-        return cls(train=train, val=max(1, round(train / 5)), distractor=max(1, round(train * 8 / 60)),
-                   youtube_train=max(1, round(train / 3)), youtube_valid=max(1, round(train / 10)))
+        d = cls()
+        return cls(train=train, val=max(1, round(train * d.val / d.train)),
+                   lookalike=max(1, round(train * d.lookalike / d.train)),
+                   heldout=max(1, round(train * d.heldout / d.train)),
+                   youtube_train=max(1, round(train * d.youtube_train / d.train)),
+                   youtube_valid=max(1, round(train * d.youtube_valid / d.train)),
+                   coco_train=max(1, round(train * d.coco_train / d.train)),
+                   coco_val=max(1, round(train * d.coco_val / d.train)))
+
+
+def is_train_lookalike(index: int, fraction: float) -> bool:
+    """Whether training video ``index`` is of the lookalike kind: exactly floor(n * fraction) of the first n are."""
+    return int(np.floor((index + 1) * fraction + 1e-9)) > int(np.floor(index * fraction + 1e-9))
 
 
 @dataclass
@@ -92,60 +124,28 @@ def _frame_name(t: int) -> str:
 
 
 def _object_table(spec: VideoSpec) -> dict:
-    return {str(o.object_id): {"category": o.category, "appear_frame": o.appear_frame} for o in spec.objects}
+    return {str(o.object_id): {"category": o.category, "texture": o.texture.kind, "appear_frame": o.appear_frame}
+            for o in spec.annotated_objects}
 
 
-class _CocoWriter:
-    """Collects images and instance annotations of one COCO split."""
-
-    def __init__(self, categories: tuple[str, ...]):
-        self.categories = list(categories)
-        self.images: list[dict] = []
-        self.annotations: list[dict] = []
-
-    def add(self, file_name: str, labels: np.ndarray, spec: VideoSpec, t: int, min_pixels: int = 16) -> None:
-        image_id = len(self.images) + 1
-        h, w = labels.shape
-        self.images.append({"id": image_id, "file_name": file_name, "height": h, "width": w,
-                            "video": spec.name, "frame": _frame_name(t)})
-        for obj in spec.objects:
-            mask = labels == obj.object_id
-            area = int(mask.sum())
-            if area < min_pixels:
-                continue
-            self.annotations.append({
-                "id": len(self.annotations) + 1,
-                "image_id": image_id,
-                "category_id": self.categories.index(obj.category) + 1,
-                "segmentation": rle_encode(mask),
-                "area": area,
-                "bbox": mask_to_bbox(mask),
-                "iscrowd": 0,
-            })
-
-    def write(self, path: Path) -> None:
-        data = {
-            "info": {"description": "isvos-lite teaching world, instance twin", "version": "1.0"},
-            "images": self.images,
-            "annotations": self.annotations,
-            "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(self.categories)],
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+def _video_info(spec: VideoSpec, split: str) -> dict:
+    """The world.json entry of a video: annotated objects, and the unannotated look-alikes apart."""
+    info = {"split": split, "kind": spec.kind, "num_frames": spec.num_frames, "background": spec.background_kind,
+            "objects": _object_table(spec)}
+    lookalikes = [o for o in spec.objects if not o.annotated]
+    if lookalikes:
+        info["lookalikes"] = [{"category": o.category, "texture": o.texture.kind, "annotated": False,
+                               "lookalike_of": 1} for o in lookalikes]
+    return info
 
 
-def _write_davis_video(spec: VideoSpec, root: Path, coco: _CocoWriter, coco_dir: Path, coco_every: int, quality: int) -> None:
+def _write_davis_video(spec: VideoSpec, root: Path, quality: int) -> None:
     renderer = _VideoRenderer(spec)
     for t in range(spec.num_frames):
         frame, labels = renderer.frame(t)
         name = _frame_name(t)
-        jpg = write_frame(root / "JPEGImages" / "480p" / spec.name / f"{name}.jpg", frame, quality=quality, atomic=False)
+        write_frame(root / "JPEGImages" / "480p" / spec.name / f"{name}.jpg", frame, quality=quality, atomic=False)
         write_mask(root / "Annotations" / "480p" / spec.name / f"{name}.png", labels, atomic=False)
-        if t % coco_every == 0:
-            file_name = f"{spec.name}_{name}.jpg"
-            coco_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(jpg, coco_dir / file_name)   # the very same bytes as the video frame
-            coco.add(file_name, labels, spec, t)
 
 
 def _write_youtube_video(spec: VideoSpec, root: Path, split: str, quality: int) -> dict:
@@ -179,10 +179,33 @@ def _write_youtube_video(spec: VideoSpec, root: Path, split: str, quality: int) 
     return {"objects": objects}
 
 
+def _render_task(task: tuple) -> tuple[str, dict, int]:
+    """Sample and write one video (runs in a worker process or inline); returns (name, world.json entry, frames)."""
+    fmt, config, seed, split, kind, index, name, evaluation, root, quality = task
+    spec = sample_video(config, seed, kind, index, name=name, evaluation=evaluation)
+    if fmt == "davis":
+        _write_davis_video(spec, Path(root), quality)
+        return name, _video_info(spec, split), spec.num_frames
+    meta = _write_youtube_video(spec, Path(root) / "youtube", split, quality)
+    return name, {"split": split, "num_frames": spec.num_frames, "objects": _object_table(spec), "meta": meta}, spec.num_frames
+
+
+def _export_coco(out_dir: Path, seed: int, train_images: int, val_images: int, config: WorldConfig) -> dict:
+    """The COCO twin: still images of the instance stream, same size and categories as the videos."""
+    from isvos_lite.data.instance_stream import InstanceStreamConfig, export_instance_coco
+
+    stream = InstanceStreamConfig(height=config.height, width=config.width, categories=config.categories)
+    return export_instance_coco(out_dir, seed, train_images, val_images, stream)
+
+
 def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | None = None,
                    sizes: WorldSizes | None = None, youtube: bool = True, overwrite: bool = False,
-                   jpeg_quality: int = 85, progress: bool = True) -> WorldSummary:
-    """Generate the teaching world under ``out`` (see the module docstring for the layout)."""
+                   jpeg_quality: int = 85, progress: bool = True, workers: int = 1) -> WorldSummary:
+    """Generate the teaching world under ``out`` (see the module docstring for the layout).
+
+    ``workers`` > 1 renders videos (and the COCO twin) in that many spawned processes; the output is
+    the same bytes whatever the number.
+    """
     config = config or WorldConfig()
     sizes = sizes or WorldSizes()
     out = Path(out)
@@ -190,47 +213,69 @@ def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | 
         raise ValueError(f"--out {out} is a file; give a folder path")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} already exists and is not empty; pass --overwrite to replace it or choose another folder")
-    if sizes.coco_every < 1:
-        raise ValueError(f"coco_every must be >= 1, got {sizes.coco_every}")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     start = time.time()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes a private 0700 folder; the dataset should be readable
+    pool = None
     try:
-        plan: list[tuple[str, str, int]] = (
-            [("train", "normal", i) for i in range(sizes.train)]
-            + [("val", "normal", VAL_STREAM + i) for i in range(sizes.val)]
-            + [("distractor", "distractor", i) for i in range(sizes.distractor)]
+        # (split, kind, index, evaluation): every split has its own index stream
+        plan: list[tuple[str, str, int, bool]] = (
+            [("train", "lookalike" if is_train_lookalike(i, sizes.train_lookalike_fraction) else "normal", TRAIN_STREAM + i, False)
+             for i in range(sizes.train)]
+            + [("val", "normal", VAL_STREAM + i, True) for i in range(sizes.val)]
+            + [("lookalike", "lookalike", LOOKALIKE_STREAM + i, True) for i in range(sizes.lookalike)]
+            + [("heldout", "heldout", HELDOUT_STREAM + i, True) for i in range(sizes.heldout)]
         )
-        youtube_plan = ([("train", "late", i) for i in range(sizes.youtube_train)]
-                        + [("valid", "late", VAL_STREAM + i) for i in range(sizes.youtube_valid)]) if youtube else []
-        coco = {"train": _CocoWriter(config.categories), "val": _CocoWriter(config.categories)}
-        split_names: dict[str, list[str]] = {"train": [], "val": [], "distractor": []}
-        world_info: dict = {"seed": seed, "config": dataclasses.asdict(config), "sizes": dataclasses.asdict(sizes),
-                            "categories": list(config.categories), "sequences": {}, "youtube": {}}
-        frames = 0
-        bar = tqdm(total=len(plan) + len(youtube_plan), desc="toy-data", unit="video", disable=not progress)
-        for split, kind, index in plan:
+        youtube_plan = ([("train", "late", TRAIN_STREAM + i, False) for i in range(sizes.youtube_train)]
+                        + [("valid", "late", VAL_STREAM + i, False) for i in range(sizes.youtube_valid)]) if youtube else []
+        split_names: dict[str, list[str]] = {"train": [], "val": [], "lookalike": [], "heldout": []}
+        tasks = []
+        for split, kind, index, evaluation in plan:
             name = f"{split}-{len(split_names[split]):03d}"
-            spec = sample_video(config, seed, kind, index, name=name)
-            coco_split = "train" if split == "train" else "val"
-            _write_davis_video(spec, tmp, coco[coco_split], tmp / "coco" / coco_split, sizes.coco_every, jpeg_quality)
             split_names[split].append(name)
-            world_info["sequences"][name] = {"split": split, "kind": kind, "num_frames": spec.num_frames,
-                                             "objects": _object_table(spec)}
-            frames += spec.num_frames
-            bar.update(1)
+            tasks.append(("davis", config, seed, split, kind, index, name, evaluation, str(tmp), jpeg_quality))
+        youtube_names: dict[str, list[str]] = {"train": [], "valid": []}
+        for split, kind, index, evaluation in youtube_plan:
+            name = f"yt{split}-{len(youtube_names[split]):03d}"
+            youtube_names[split].append(name)
+            tasks.append(("youtube", config, seed, split, kind, index, name, evaluation, str(tmp), jpeg_quality))
+
+        world_info: dict = {"seed": seed, "config": dataclasses.asdict(config), "sizes": dataclasses.asdict(sizes),
+                            "categories": list(config.categories), "heldout_shapes": list(HELDOUT_SHAPES),
+                            "texture_families": {"train": list(TEXTURE_FAMILIES_TRAIN), "heldout": list(TEXTURE_FAMILIES_HELDOUT)},
+                            "sequences": {}, "youtube": {}}
         youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
-        for split, kind, index in youtube_plan:
-            name = f"yt{split}-{len(youtube_meta[split]):03d}"
-            spec = sample_video(config, seed, kind, index, name=name)
-            youtube_meta[split][name] = _write_youtube_video(spec, tmp / "youtube", split, jpeg_quality)
-            world_info["youtube"][name] = {"split": split, "num_frames": spec.num_frames, "objects": _object_table(spec)}
-            frames += spec.num_frames
+        frames = 0
+        coco_args = (tmp / "coco", seed, sizes.coco_train, sizes.coco_val, config)
+        bar = tqdm(total=len(tasks), desc="toy-data", unit="video", disable=not progress)
+        if workers > 1:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            coco_job = pool.apply_async(_export_coco, coco_args)       # runs alongside the videos
+            results = pool.imap(_render_task, tasks)                  # in task order: deterministic
+        else:
+            coco_job = None
+            results = map(_render_task, tasks)
+        for (fmt, *_rest), (name, info, count) in zip(tasks, results):
+            if fmt == "davis":
+                world_info["sequences"][name] = info
+            else:
+                youtube_meta[info["split"]][name] = info.pop("meta")
+                world_info["youtube"][name] = info
+            frames += count
             bar.update(1)
         bar.close()
+        if coco_job is not None:
+            coco_job.get()
+            pool.close()
+            pool.join()
+            pool = None
+        else:
+            _export_coco(*coco_args)
 
         for split, names in split_names.items():
             (tmp / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
@@ -238,8 +283,6 @@ def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | 
         for split in ("train", "val"):
             (tmp / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
             (tmp / "ImageSets" / "2016" / f"{split}.txt").write_text("".join(n + "\n" for n in split_names[split]))
-        for split, writer in coco.items():
-            writer.write(tmp / "coco" / "annotations" / f"instances_{split}.json")
         for split, videos in youtube_meta.items():
             if youtube:
                 (tmp / "youtube" / split).mkdir(parents=True, exist_ok=True)
@@ -254,10 +297,14 @@ def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | 
         else:
             os.replace(tmp, out)
     except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     splits = {k: len(v) for k, v in split_names.items()}
     if youtube:
         splits.update({"youtube-train": sizes.youtube_train, "youtube-valid": sizes.youtube_valid})
+    splits.update({"coco-train images": sizes.coco_train, "coco-val images": sizes.coco_val})
     return WorldSummary(out=out, videos=len(plan) + len(youtube_plan), frames=frames,
                         bytes_on_disk=directory_size(out), seconds=time.time() - start, splits=splits)

@@ -36,7 +36,8 @@ class StaticClipDataset(Dataset):
 
     def __init__(self, pairs: list[tuple[str | os.PathLike, str | os.PathLike]], *, num_frames: int = 3,
                  max_objects: int = 1, crop_size=384, mask_mode: str = "binary", tps_probability: float = 0.33,
-                 augment: bool = True, repeat: int = 1, min_object_pixels: int = 20):
+                 augment: bool = True, repeat: int = 1, min_object_pixels: int = 20,
+                 scale_jitter: tuple[float, float] | None = None):
         if not pairs:
             raise ValueError("StaticClipDataset got no (image, mask) pairs; check the folder")
         if mask_mode not in ("binary", "ids"):
@@ -57,6 +58,9 @@ class StaticClipDataset(Dataset):
         self.augment = augment
         self.repeat = repeat
         self.min_object_pixels = min_object_pixels
+        # None: the references' recipe (affine 0.8-1.5x, short side resized to the crop); (lo, hi): one scale,
+        # the image at its own resolution zoomed by lo..hi (the teaching world's frames already have the video size)
+        self.scale_jitter = scale_jitter
 
     # constructors -----------------------------------------------------------------------
     @classmethod
@@ -124,17 +128,20 @@ class StaticClipDataset(Dataset):
         if not augment:
             m = A.resize_matrix(in_hw, out_hw)
             return [A.warp_image(image, m, out_hw)] * self.num_frames, [A.warp_mask(mask, m, out_hw)] * self.num_frames
-        clip_matrix = A.random_affine_matrix(rng, in_hw, scale=(0.8, 1.5))
+        clip_matrix = A.random_affine_matrix(rng, in_hw, scale=self.scale_jitter or (0.8, 1.5))
         if rng.random() < 0.5:
             clip_matrix = A.hflip_matrix(in_hw[1]) @ clip_matrix
         clip_jitter_seed = int(rng.integers(2**62))
         gray = rng.random() < 0.05
         short = max(out_hw[0] / in_hw[0], out_hw[1] / in_hw[1])     # resize the short side to the crop
+        if self.scale_jitter is not None:
+            short = 1.0                                              # one scale: the image's own resolution
         frames, masks = [], []
         for _ in range(self.num_frames):
             per_frame = A.random_affine_matrix(rng, in_hw, degrees=20, scale=(0.9, 1.1), shear=10)
-            x0 = rng.uniform(0, in_hw[1] * short - out_hw[1])
-            y0 = rng.uniform(0, in_hw[0] * short - out_hw[0])
+            spare_x, spare_y = in_hw[1] * short - out_hw[1], in_hw[0] * short - out_hw[0]
+            x0 = rng.uniform(min(0.0, spare_x), max(0.0, spare_x))
+            y0 = rng.uniform(min(0.0, spare_y), max(0.0, spare_y))
             crop = np.array([[short, 0, 0.5 * short - 0.5 - x0], [0, short, 0.5 * short - 0.5 - y0], [0, 0, 1]])
             matrix = crop @ per_frame @ clip_matrix
             frame = A.warp_image(image, matrix, out_hw)

@@ -98,8 +98,10 @@ class VOSClipDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: str = "train", *, format: str = "auto", year: int = 2017,
                  resolution: str = "480p", num_frames: int = 3, max_objects: int = 3, crop_size=384,
                  max_skip: int = 5, reverse_probability: float = 0.5, augment: bool = True, repeat: int = 1,
-                 min_object_pixels: int = 20, names: list[str] | None = None):
+                 min_object_pixels: int = 20, names: list[str] | None = None,
+                 scale_jitter: tuple[float, float] | None = None):
         self.root = Path(root)
+        self.scale_jitter = scale_jitter      # None: RandomResizedCrop (36-100 %); (lo, hi): one-scale crops
         if not self.root.exists():
             raise FileNotFoundError(f"dataset root {self.root} does not exist; generate the teaching world with "
                                     "`isvos-lite toy-data --out DIR` or see data/README.md for DAVIS / YouTube-VOS")
@@ -188,7 +190,10 @@ class VOSClipDataset(Dataset):
             masks = [A.warp_mask(k, m, out_hw) for k in masks]
             return build_clip_sample(frames, masks, rng, self.max_objects, self.min_object_pixels, video.name, names)
         # clip-wide: flip + random resized crop, colour jitter, grayscale
-        clip_matrix = A.random_resized_crop_matrix(rng, in_hw, out_hw, scale=(0.36, 1.0))
+        if self.scale_jitter is None:
+            clip_matrix = A.random_resized_crop_matrix(rng, in_hw, out_hw, scale=(0.36, 1.0))
+        else:
+            clip_matrix = A.native_scale_crop_matrix(rng, in_hw, out_hw, self.scale_jitter)
         if rng.random() < 0.5:
             clip_matrix = clip_matrix @ A.hflip_matrix(in_hw[1])
         jitter_seed = int(rng.integers(2**62))

@@ -2,14 +2,17 @@
 
 Each video is a textured background seen by a slowly panning camera, with 1-5 objects of the
 shape categories in :mod:`isvos_lite.data.shapes`. Objects translate, rotate, scale, deform
-non-rigidly, occlude each other (fixed z-order), may leave the frame and come back, and the
-lighting drifts in colour. Three kinds of video are sampled:
+non-rigidly, touch and occlude each other (fixed z-order), may leave the frame and come back,
+and the lighting drifts in colour. Four kinds of video are sampled:
 
-``normal``      train / val (the same distribution, so a small CPU-trained model can learn it);
-``distractor``  the failure case of the paper's Fig. 1: look-alike objects (same category and
-                texture as the target) cross and occlude it, and the target changes pose and
-                shape a lot; instance understanding (§3.1-3.2) is what should help here;
-``late``        the YouTube-VOS export: some objects first appear mid-video, at a labelled frame.
+``normal``     train / val (the same distribution, so a small CPU-trained model can learn it);
+``lookalike``  a fair version of the paper's Fig. 1: one annotated target that changes scale,
+               shape, pose and lighting a lot, and 1-3 *unannotated* look-alikes that wear the
+               target's very texture (but another silhouette). They start apart and come close
+               or cross later; only the target is labelled (look-alikes are background, 0);
+``heldout``    what training never shows: held-out texture families, silhouettes and background
+               kind, 1.6x faster motion and a moving spotlight;
+``late``       the YouTube-VOS export: some objects first appear mid-video, at a labelled frame.
 
 Everything is a pure function of ``(seed, kind, index)`` through ``numpy.random.default_rng``,
 so a world is reproducible object by object, whatever the number of videos asked for.
@@ -23,7 +26,12 @@ import cv2
 import numpy as np
 
 from isvos_lite.data.shapes import (
+    BACKGROUND_KINDS_HELDOUT,
+    BACKGROUND_KINDS_TRAIN,
+    HELDOUT_SHAPES,
     SHAPE_CATEGORIES,
+    TEXTURE_FAMILIES_HELDOUT,
+    TEXTURE_FAMILIES_TRAIN,
     TextureSpec,
     random_texture_spec,
     render_background,
@@ -31,19 +39,29 @@ from isvos_lite.data.shapes import (
     unit_outline,
 )
 
-__all__ = ["WorldConfig", "ObjectSpec", "VideoSpec", "sample_video", "render_video", "render_frame"]
+__all__ = ["WorldConfig", "ObjectSpec", "VideoSpec", "VIDEO_KINDS", "sample_video", "render_video", "render_frame", "lookalike_meeting",
+           "render_labels"]
 
-VIDEO_KINDS = ("normal", "distractor", "late")
-_KIND_CODE = {"normal": 1, "distractor": 2, "late": 3}
+VIDEO_KINDS = ("normal", "lookalike", "heldout", "late")
+_KIND_CODE = {"normal": 1, "lookalike": 2, "late": 3, "heldout": 4}
+
+HELDOUT_SPEEDUP = 1.6          # heldout videos move this much faster than anything in training
+LOOKALIKE_LIGHT = 0.25         # gain drift amplitude of lookalike videos (strong lighting change)
 
 
 @dataclass
 class WorldConfig:
-    """The documented knobs of the teaching world (``isvos-lite toy-data --help`` exposes them)."""
-    height: int = 240
-    width: int = 432
-    min_frames: int = 30
-    max_frames: int = 40
+    """The documented knobs of the teaching world (``isvos-lite toy-data --help`` exposes them).
+
+    The default frame size, 160x288, is the one scale shared by training crops and inference: the
+    model is trained and evaluated on frames of the same size, so no rescaling happens anywhere.
+    """
+    height: int = 160
+    width: int = 288
+    min_frames: int = 24               # training videos
+    max_frames: int = 32
+    eval_min_frames: int = 20          # val, lookalike and heldout videos: shorter, for cheap evaluation
+    eval_max_frames: int = 24
     min_objects: int = 1
     max_objects: int = 5
     # object radius (of the equal-area disc), as a fraction of the frame height
@@ -53,6 +71,7 @@ class WorldConfig:
     max_speed: float = 0.014
     max_spin_deg: float = 3.0          # rotation per frame, degrees
     leave_probability: float = 0.25    # chance an object may leave the frame and re-enter
+    touch_probability: float = 0.3     # chance (normal videos) that object 2 starts touching object 1
     lighting_drift: float = 0.10       # amplitude of the per-channel gain drift
     camera_pan: float = 0.05           # camera pan amplitude, fraction of the frame height
     # minimum visible area of each object when it is first given (frame 0, or its first frame)
@@ -60,14 +79,20 @@ class WorldConfig:
     categories: tuple[str, ...] = SHAPE_CATEGORIES
 
     def __post_init__(self) -> None:
+        self.categories = tuple(self.categories)
         if self.height < 32 or self.width < 32:
             raise ValueError(f"frame size {self.height}x{self.width} is too small; use at least 32x32")
         if not 2 <= self.min_frames <= self.max_frames:
             raise ValueError(f"need 2 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+        if not 2 <= self.eval_min_frames <= self.eval_max_frames:
+            raise ValueError(f"need 2 <= eval_min_frames <= eval_max_frames, got {self.eval_min_frames}, "
+                             f"{self.eval_max_frames}")
         if not 1 <= self.min_objects <= self.max_objects <= 10:
             raise ValueError(f"need 1 <= min_objects <= max_objects <= 10, got {self.min_objects}, {self.max_objects}")
         if not 0 < self.min_radius <= self.max_radius < 0.5:
             raise ValueError(f"need 0 < min_radius <= max_radius < 0.5, got {self.min_radius}, {self.max_radius}")
+        if not 0 <= self.touch_probability <= 1:
+            raise ValueError(f"touch_probability must be in [0, 1], got {self.touch_probability}")
         unknown = [c for c in self.categories if c not in SHAPE_CATEGORIES]
         if unknown or not self.categories:
             raise ValueError(f"categories must be a non-empty subset of {SHAPE_CATEGORIES}, got {self.categories}")
@@ -94,7 +119,8 @@ class ObjectSpec:
     wobble_freq: float
     z: float                        # drawing order: larger is in front
     appear_frame: int = 0
-    straight: bool = False          # no bouncing: a straight pass (distractor crossings)
+    straight: bool = False          # no bouncing: a straight pass (look-alike approaches)
+    annotated: bool = True          # False: drawn, but labelled background (0) in every label map
 
     def pose(self, t: int, height: int, width: int) -> tuple[np.ndarray, float, float]:
         """Centre (x, y), rotation angle and scale at frame t."""
@@ -116,7 +142,7 @@ class ObjectSpec:
     def outline(self, t: int, height: int, width: int) -> np.ndarray:
         """(P, 2) polygon in frame pixels at frame t: category outline, stretched, wobbled, rotated, moved."""
         centre, angle, scale = self.pose(t, height, width)
-        points = unit_outline(self.category).copy()                          # (P, 2), area pi
+        points = unit_outline(self.category)                                 # (P, 2), area pi
         phi = np.arctan2(points[:, 1], points[:, 0])
         wobble = 1.0 + self.wobble_amp * np.sin(self.wobble_lobes * phi + self.wobble_freq * t)
         aspect_t = self.aspect * (1.0 + 0.5 * self.wobble_amp * np.sin(0.7 * self.wobble_freq * t + 1.0))
@@ -137,6 +163,15 @@ class VideoSpec:
     pan: tuple[float, float, float, float]      # (amp_x, amp_y, freq, phase)
     light: tuple[tuple[float, float, float], float, float] = field(default=((0.0, 0.0, 0.0), 0.05, 0.0))
     # (per-channel gain amplitudes, angular frequency, phase)
+    background_kind: str = "field"               # see shapes.render_background
+    background_families: tuple[str, ...] = TEXTURE_FAMILIES_TRAIN
+    # heldout only: a moving spotlight (x0, y0, vx, vy in px / frame, sigma px, strength in [0, 1]); None: none
+    spotlight: tuple[float, float, float, float, float, float] | None = None
+
+    @property
+    def annotated_objects(self) -> list[ObjectSpec]:
+        """The objects that have an id in the label maps (look-alikes are not among them)."""
+        return [o for o in self.objects if o.annotated]
 
 
 def _fold(value: float, low: float, high: float) -> float:
@@ -155,14 +190,16 @@ def _fold(value: float, low: float, high: float) -> float:
 def _sample_object(rng: np.random.Generator, config: WorldConfig, object_id: int, kind: str) -> ObjectSpec:
     h, w = config.height, config.width
     radius = rng.uniform(config.min_radius, config.max_radius) * h
-    speed = rng.uniform(0.3, 1.0) * config.max_speed * h
+    speed = rng.uniform(0.3, 1.0) * config.max_speed * h * (HELDOUT_SPEEDUP if kind == "heldout" else 1.0)
     heading = rng.uniform(0, 2 * np.pi)
-    leaves = rng.random() < config.leave_probability
-    strong_change = kind == "distractor"
+    leaves = rng.random() < config.leave_probability and kind != "lookalike"
+    strong_change = kind == "lookalike"
+    heldout = kind == "heldout"
+    categories = HELDOUT_SHAPES if heldout else config.categories
     return ObjectSpec(
         object_id=object_id,
-        category=str(rng.choice(config.categories)),
-        texture=random_texture_spec(rng),
+        category=str(categories[int(rng.integers(0, len(categories)))]),
+        texture=random_texture_spec(rng, TEXTURE_FAMILIES_HELDOUT if heldout else TEXTURE_FAMILIES_TRAIN),
         radius=radius,
         aspect=float(np.exp(rng.uniform(-0.3, 0.3))),
         position0=(rng.uniform(radius * 0.8, w - radius * 0.8), rng.uniform(radius * 0.8, h - radius * 0.8)),
@@ -170,44 +207,82 @@ def _sample_object(rng: np.random.Generator, config: WorldConfig, object_id: int
         sway=(rng.uniform(0, 0.15) * h, rng.uniform(0.05, 0.2), rng.uniform(0, 2 * np.pi)),
         bounds_margin=radius * 1.3 if leaves else -radius * 0.6,
         angle0=rng.uniform(0, 2 * np.pi),
-        spin=np.deg2rad(rng.uniform(-1, 1) * config.max_spin_deg * (2.0 if strong_change else 1.0)),
-        scale_amp=rng.uniform(0.25, 0.4) if strong_change else rng.uniform(0.0, 0.15),
+        spin=np.deg2rad(rng.uniform(-1, 1) * config.max_spin_deg * (2.0 if strong_change else 1.0)
+                        * (HELDOUT_SPEEDUP if heldout else 1.0)),
+        scale_amp=rng.uniform(0.3, 0.45) if strong_change else rng.uniform(0.0, 0.15),
         scale_freq=rng.uniform(0.05, 0.15),
-        wobble_amp=rng.uniform(0.12, 0.22) if strong_change else rng.uniform(0.0, 0.08),
+        wobble_amp=rng.uniform(0.12, 0.25) if strong_change else rng.uniform(0.0, 0.08),
         wobble_lobes=int(rng.integers(2, 5)),
         wobble_freq=rng.uniform(0.1, 0.3),
         z=float(rng.random()),
     )
 
 
+def _object_mask(obj: ObjectSpec, t: int, height: int, width: int) -> np.ndarray:
+    """(H, W) bool: the pixels object ``obj`` covers at frame t (ignoring occlusion)."""
+    mask = np.zeros((height, width), dtype=bool)
+    polygon = obj.outline(t, height, width)
+    roi = _object_roi(polygon, height, width)
+    if roi is not None:
+        x0, y0, x1, y1 = roi
+        mask[y0:y1, x0:x1] = _fill(polygon, roi, antialiased=False) > 0
+    return mask
+
+
 def _visible_areas(spec: VideoSpec, t: int) -> dict[int, int]:
+    """Visible pixels of every annotated object at frame t."""
     labels = render_labels(spec, t)
-    counts = np.bincount(labels.reshape(-1), minlength=len(spec.objects) + 1)
-    return {obj.object_id: int(counts[obj.object_id]) for obj in spec.objects}
+    counts = np.bincount(labels.reshape(-1), minlength=max(o.object_id for o in spec.objects) + 1)
+    return {obj.object_id: int(counts[obj.object_id]) for obj in spec.annotated_objects}
 
 
-def _lookalike(rng: np.random.Generator, config: WorldConfig, target: ObjectSpec, object_id: int, num_frames: int) -> ObjectSpec:
-    """A look-alike (same category, texture, similar size) on a straight path crossing the target."""
+def _place_touching(rng: np.random.Generator, config: WorldConfig, anchor: ObjectSpec, obj: ObjectSpec) -> None:
+    """Move ``obj`` at frame 0 so that it touches or slightly overlaps ``anchor`` (normal videos)."""
     h, w = config.height, config.width
-    t_cross = int(rng.integers(num_frames // 4, max(num_frames // 4 + 1, 3 * num_frames // 4)))
-    meet, _, _ = target.pose(t_cross, h, w)
-    speed = rng.uniform(0.6, 1.2) * config.max_speed * h
-    low = np.array([target.radius * 0.8, target.radius * 0.8])
-    high = np.array([w - target.radius * 0.8, h - target.radius * 0.8])
-    for _ in range(24):   # a heading whose start point lies inside the frame
-        heading = rng.uniform(0, 2 * np.pi)
-        velocity = np.array([speed * np.cos(heading), speed * np.sin(heading)])
-        start = meet - velocity * t_cross
-        if np.all(start >= low) and np.all(start <= high):
+    centre, _, _ = anchor.pose(0, h, w)
+    direction = rng.uniform(0, 2 * np.pi)
+    distance = rng.uniform(0.85, 1.05) * (anchor.radius + obj.radius)
+    x = float(np.clip(centre[0] + distance * np.cos(direction), obj.radius * 0.8, w - obj.radius * 0.8))
+    y = float(np.clip(centre[1] + distance * np.sin(direction), obj.radius * 0.8, h - obj.radius * 0.8))
+    obj.position0 = (x, y)
+
+
+def _lookalike(rng: np.random.Generator, config: WorldConfig, target: ObjectSpec, object_id: int,
+               num_frames: int) -> ObjectSpec | None:
+    """A look-alike of ``target``: its very TextureSpec, another silhouette, its own aspect and size.
+
+    It starts apart from the target (centre distance >= 1.3 x (r_target + r_lookalike), no pixel
+    overlap at frame 0) and moves on a straight line to a meeting point near the target's centre at
+    a frame in [T/3, 3T/4], where their centre distance is <= 0.5 x (r_t + r_l) (they cross).
+    Returns None when no such start point is found (the caller resamples).
+    """
+    h, w = config.height, config.width
+    others = [c for c in config.categories if c != target.category]
+    if not others:
+        raise ValueError(f"look-alike videos need at least 2 categories (a look-alike wears another silhouette than "
+                         f"its target); WorldConfig.categories is {config.categories}")
+    radius = target.radius * rng.uniform(0.85, 1.15)
+    reach = target.radius + radius
+    t_meet = int(rng.integers(int(np.ceil(num_frames / 3)), max(int(np.ceil(num_frames / 3)) + 1, (3 * num_frames) // 4 + 1)))
+    meet_centre, _, _ = target.pose(t_meet, h, w)
+    offset_angle = rng.uniform(0, 2 * np.pi)
+    meet = meet_centre + rng.uniform(0, 0.4) * reach * np.array([np.cos(offset_angle), np.sin(offset_angle)])
+    target0, _, _ = target.pose(0, h, w)
+    start = None
+    for _ in range(40):   # a start point inside the frame, well apart from the target
+        candidate = np.array([rng.uniform(radius * 0.8, w - radius * 0.8), rng.uniform(radius * 0.8, h - radius * 0.8)])
+        if np.linalg.norm(candidate - target0) >= 1.4 * reach:
+            start = candidate
             break
-    start = np.clip(start, low, high)
-    velocity = (meet - start) / max(t_cross, 1)
+    if start is None:
+        return None
+    velocity = (meet - start) / max(t_meet, 1)
     return ObjectSpec(
         object_id=object_id,
-        category=target.category,
+        category=str(others[int(rng.integers(0, len(others)))]),
         texture=target.texture,
-        radius=target.radius * rng.uniform(0.85, 1.15),
-        aspect=target.aspect * float(np.exp(rng.uniform(-0.1, 0.1))),
+        radius=radius,
+        aspect=float(np.exp(rng.uniform(-0.3, 0.3))),
         position0=(float(start[0]), float(start[1])),
         velocity=(float(velocity[0]), float(velocity[1])),
         sway=(0.0, 0.1, 0.0),
@@ -221,15 +296,31 @@ def _lookalike(rng: np.random.Generator, config: WorldConfig, target: ObjectSpec
         wobble_freq=rng.uniform(0.1, 0.3),
         z=float(rng.random()),
         straight=True,
+        annotated=False,
     )
 
 
+def lookalike_meeting(spec: VideoSpec, lookalike: ObjectSpec) -> tuple[float, float]:
+    """(centre distance at frame 0, smallest centre distance over frames [T/3, 3T/4]), in units of r_t + r_l."""
+    target = spec.objects[0]
+    reach = target.radius + lookalike.radius
+    h, w = spec.height, spec.width
+
+    def distance(t: int) -> float:
+        return float(np.linalg.norm(target.pose(t, h, w)[0] - lookalike.pose(t, h, w)[0])) / reach
+
+    t0, t1 = int(np.ceil(spec.num_frames / 3)), (3 * spec.num_frames) // 4
+    return distance(0), min(distance(t) for t in range(t0, max(t0, t1) + 1))
+
+
 def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: str | None = None,
-                 num_frames: int | None = None) -> VideoSpec:
+                 num_frames: int | None = None, evaluation: bool = False) -> VideoSpec:
     """Sample one video's specification; deterministic in (seed, kind, index).
 
-    Every object is visible with at least ``min_visible_area`` of the frame when it is first
-    given (frame 0, or its appear frame for ``late`` videos), as DAVIS semi-supervised
+    ``evaluation`` picks the shorter evaluation length (``eval_min_frames``..``eval_max_frames``,
+    used by the val, lookalike and heldout splits) instead of the training length.
+    Every annotated object is visible with at least ``min_visible_area`` of the frame when it is
+    first given (frame 0, or its appear frame for ``late`` videos), as DAVIS semi-supervised
     evaluation requires (ids 1..N all present in the first frame).
     """
     if kind not in VIDEO_KINDS:
@@ -238,31 +329,52 @@ def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: st
     h, w = config.height, config.width
     min_area = config.min_visible_area * h * w
     name = name or f"{kind}-{index:03d}"
-    for _attempt in range(200):
-        frames = num_frames or int(rng.integers(config.min_frames, config.max_frames + 1))
-        if kind == "distractor":
+    low, high = (config.eval_min_frames, config.eval_max_frames) if evaluation else (config.min_frames, config.max_frames)
+    for _attempt in range(300):
+        frames = num_frames or int(rng.integers(low, high + 1))
+        if kind == "lookalike":
             target = _sample_object(rng, config, 1, kind)
-            target.z = 0.5
-            n_alike = int(rng.integers(2, 4))
+            n_alike = int(rng.integers(1, 4))
             objects = [target] + [_lookalike(rng, config, target, 2 + i, frames) for i in range(n_alike)]
+            if any(o is None for o in objects):
+                continue
         else:
             count = int(rng.integers(config.min_objects, config.max_objects + 1))
             objects = [_sample_object(rng, config, i + 1, kind) for i in range(count)]
+            if kind == "normal" and count > 1 and rng.random() < config.touch_probability:
+                _place_touching(rng, config, objects[0], objects[1])
             if kind == "late" and count > 1:
                 labelled = list(range(5, max(6, frames // 2), 5))
                 for obj in objects[1:]:
                     if labelled and rng.random() < 0.6:
                         obj.appear_frame = int(rng.choice(labelled))
-        gains = tuple(float(g) for g in rng.uniform(-1, 1, size=3) * config.lighting_drift)
+        if kind == "lookalike":    # a strong lighting change over the video
+            gains = tuple(float(g) for g in rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.6, 1.0, size=3) * LOOKALIKE_LIGHT)
+        else:
+            gains = tuple(float(g) for g in rng.uniform(-1, 1, size=3) * config.lighting_drift)
+        heldout = kind == "heldout"
+        background_kinds = BACKGROUND_KINDS_HELDOUT if heldout else BACKGROUND_KINDS_TRAIN
+        spotlight = None
+        if heldout:   # a spotlight sweeping across the frame (training lighting is only a global gain)
+            speed = rng.uniform(0.5, 1.0) * config.max_speed * h * HELDOUT_SPEEDUP
+            heading = rng.uniform(0, 2 * np.pi)
+            spotlight = (float(rng.uniform(0.2, 0.8) * w), float(rng.uniform(0.2, 0.8) * h),
+                         float(speed * np.cos(heading)), float(speed * np.sin(heading)),
+                         float(rng.uniform(0.35, 0.6) * h), float(rng.uniform(0.35, 0.55)))
         spec = VideoSpec(
             name=name, kind=kind, num_frames=frames, height=h, width=w, objects=objects,
             background_seed=int(rng.integers(0, 2**31 - 1)),
             pan=(rng.uniform(-1, 1) * config.camera_pan * h, rng.uniform(-1, 1) * config.camera_pan * h,
                  rng.uniform(0.03, 0.1), rng.uniform(0, 2 * np.pi)),
             light=(gains, float(rng.uniform(0.05, 0.15)), float(rng.uniform(0, 2 * np.pi))),
+            background_kind=str(background_kinds[int(rng.integers(0, len(background_kinds)))]),
+            background_families=TEXTURE_FAMILIES_HELDOUT if heldout else TEXTURE_FAMILIES_TRAIN,
+            spotlight=spotlight,
         )
+        if kind == "lookalike" and not _lookalikes_are_fair(spec):
+            continue
         ok = True
-        for obj in objects:
+        for obj in spec.annotated_objects:
             area = _visible_areas(spec, obj.appear_frame)[obj.object_id]
             if area < min(min_area, 0.5 * np.pi * obj.radius**2):
                 ok = False
@@ -270,6 +382,19 @@ def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: st
         if ok:
             return spec
     raise RuntimeError(f"could not place the objects of video {name} visibly; use fewer or smaller objects")
+
+
+def _lookalikes_are_fair(spec: VideoSpec) -> bool:
+    """Look-alikes start apart (no overlap with the target at frame 0) and come close later."""
+    target = spec.objects[0]
+    target_mask = _object_mask(target, 0, spec.height, spec.width)
+    for obj in spec.objects[1:]:
+        start, closest = lookalike_meeting(spec, obj)
+        if start < 1.3 or closest > 0.8:
+            return False
+        if np.any(target_mask & _object_mask(obj, 0, spec.height, spec.width)):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +420,7 @@ def _fill(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
 
 
 def render_labels(spec: VideoSpec, t: int) -> np.ndarray:
-    """(H, W) uint8 object ids at frame t (the top-most object wins where they overlap)."""
+    """(H, W) uint8 object ids at frame t (the top-most object wins; unannotated objects write 0)."""
     labels = np.zeros((spec.height, spec.width), dtype=np.uint8)
     for obj in sorted(spec.objects, key=lambda o: o.z):
         if t < obj.appear_frame:
@@ -306,7 +431,7 @@ def render_labels(spec: VideoSpec, t: int) -> np.ndarray:
             continue
         x0, y0, x1, y1 = roi
         hard = _fill(polygon, roi, antialiased=False) > 0
-        labels[y0:y1, x0:x1][hard] = obj.object_id
+        labels[y0:y1, x0:x1][hard] = obj.object_id if obj.annotated else 0
     return labels
 
 
@@ -318,11 +443,16 @@ class _VideoRenderer:
         pad = int(np.ceil(max(abs(spec.pan[0]), abs(spec.pan[1])))) + 2
         self.pad = pad
         bg_rng = np.random.default_rng(spec.background_seed)
-        self.background = render_background(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad)
+        self.background = render_background(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad,
+                                            families=spec.background_families, kind=spec.background_kind)
         self.textures: dict[int, tuple[np.ndarray, float]] = {}
         for obj in spec.objects:
             size = int(np.ceil(obj.radius * 2 * 1.6 * 1.5)) + 4
             self.textures[obj.object_id] = (render_texture(obj.texture, size), (size - 1) / 2)
+        self.grid = None
+        if spec.spotlight is not None:
+            yy, xx = np.mgrid[0:spec.height, 0:spec.width].astype(np.float32)
+            self.grid = (xx, yy)
 
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 RGB frame and (H, W) uint8 label map at time t."""
@@ -354,10 +484,17 @@ class _VideoRenderer:
                                    borderMode=cv2.BORDER_REFLECT).astype(np.float32)
             region = image[y0:y1, x0:x1]
             image[y0:y1, x0:x1] = region * (1 - alpha) + patch * alpha
-            labels[y0:y1, x0:x1][hard] = obj.object_id
+            labels[y0:y1, x0:x1][hard] = obj.object_id if obj.annotated else 0   # look-alikes are background
         gains, light_freq, light_phase = spec.light
         gain = 1.0 + np.array(gains, dtype=np.float32) * np.sin(light_freq * t + light_phase)
         image = image * gain
+        if spec.spotlight is not None:
+            x0, y0, vx, vy, sigma, strength = spec.spotlight
+            cx = _fold(x0 + vx * t, 0, w)
+            cy = _fold(y0 + vy * t, 0, h)
+            xx, yy = self.grid
+            light = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))         # (H, W) in (0, 1]
+            image = image * ((1 - strength) + strength * 1.25 * light)[..., None]
         return np.clip(image, 0, 255).astype(np.uint8), labels
 
 

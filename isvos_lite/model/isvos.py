@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from isvos_lite.config import ModelConfig
 from isvos_lite.model.aggregate import aggregate
 from isvos_lite.model.backbone import ResNet
-from isvos_lite.model.key_encoder import EnhancedKeyEncoder
+from isvos_lite.model.key_encoder import EnhancedKeyEncoder, qe_alignment_loss
 from isvos_lite.model.memory import read_memory
 from isvos_lite.model.mpf_decoder import MPFDecoder
 from isvos_lite.model.pixel_decoder import MSDeformAttnPixelDecoder
@@ -78,7 +78,8 @@ class ISVOS(nn.Module):
         # video object segmentation branch (§3.2, §3.3)
         self.key_encoder = EnhancedKeyEncoder(
             ch["res4"], cfg.hidden_dim, cfg.key_dim, cfg.num_queries, cfg.num_heads, cfg.deform_points,
-            cfg.eke_ffn_dim, query_enhancement=cfg.query_enhancement,
+            cfg.eke_ffn_dim, query_enhancement=cfg.query_enhancement, injection=cfg.qe_injection,
+            tau_max=cfg.qe_tau_max,
         )
         self.value_encoder = ValueEncoder(
             cfg.value_dim, ch["res4"], depth=cfg.value_backbone_depth, width=cfg.value_backbone_width,
@@ -176,7 +177,8 @@ class ISVOS(nn.Module):
         memory is updated after every frame). The affinity is the full softmax (no top-k) as in the references.
 
         Returns {"logits": (B, T-1, O+1, H, W) aggregated logits (CE input), "probs": same after softmax,
-                 "instance": list over the T frames of transformer-decoder outputs (or None when not computed)}.
+                 "instance": list over the T frames of transformer-decoder outputs (or None when not computed),
+                 "qe_align": the EKE's map-to-mask alignment loss over all B*T frames (None without QE)}.
         """
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must have shape (B, T, 3, H, W), got {tuple(frames.shape)}")
@@ -210,7 +212,12 @@ class ISVOS(nn.Module):
                 mem_keys.append(frame.key)
                 mem_values.append(self.encode_value(frame, agg_probs[:, 1:]))
         instance = [f.instance for f in per_t] if allf.instance is not None else None
-        return {"logits": torch.stack(logits_out, 1), "probs": torch.stack(probs_out, 1), "instance": instance}
+        qe_align = None
+        if allf.key_extras.get("map_logits") is not None:
+            qe_align = qe_alignment_loss(allf.key_extras["map_logits"], allf.instance["pred_masks"],
+                                         allf.instance["pred_logits"])
+        return {"logits": torch.stack(logits_out, 1), "probs": torch.stack(probs_out, 1), "instance": instance,
+                "qe_align": qe_align}
 
 
 def _index_frame(f: FrameFeatures, B: int, T: int, t: int) -> FrameFeatures:

@@ -13,9 +13,29 @@ Paper, step by step, and how this file reads it:
    detached from the graph; a query whose mask is empty (no pixel above 0.5) falls back to the image
    centre (0.5, 0.5). See :func:`mask_centroids`.
 3. Injection "reversely through a dot product ... activated by a sigmoid and concatenated with Q_g":
-   maps_n = sigmoid(<Q_g(x), q̃_vos_n> / sqrt(C_h)), one map per query (N channels), Q_cat = [Q_g, maps].
+   one map per query (N channels), Q_cat = [Q_g, maps]. Two forms (``injection``):
+
+   ``"literal"``  maps_n = sigmoid(<Q_g(x), q̃_vos_n> / sqrt(C_h)), the text of §3.2 as written.
+   ``"cosine"``   maps_n = sigmoid(tau * cos(Q_g(x), q̃_vos_n - mean_m q̃_vos_m)), tau = tau_max * sigmoid(theta),
+                  so every logit lies in [-tau_max, tau_max] (tau_max = 4: maps stay inside [0.018, 0.982]).
+                  **This is a deviation from the literal text** (the default of every preset). Why: trained
+                  with the literal form on the teaching world, the logits drifted to about +9, 98 % of the map
+                  values were above 0.9 and the N maps were one map repeated (pairwise correlation 0.99);
+                  there the sigmoid passes no gradient and the L2 matching of Eq. (3) ignores an offset shared
+                  by all keys, so replacing every map by its spatial mean changed nothing (issue 10). Normalising
+                  both factors removes the norm growth that drives the drift, and the bound keeps it out of
+                  saturation by construction. The literal form stays available so that a student can watch
+                  the failure (notebook 05).
+   Training adds an auxiliary term (``qe_alignment_loss``, weight ``TrainConfig.qe_align_weight``): each map's
+   logits are pulled towards its own query's predicted instance mask (detached, pooled to stride 16), weighted
+   by the query's objectness, which keeps the N maps instance-specific instead of N copies of one foreground
+   map. The paper trains the key only through the VOS loss; this term is ours too.
 4. Key Q = 3x3 conv(Q_cat) to C_k channels ("a convolutional projection head"); orthogonal weight and
    zero bias as STCN's key projection (peers §1.1).
+
+``flatten_maps`` (a runtime switch, not a weight): replace each map by its own spatial mean before the
+concatenation. It is the QE-health test of :mod:`isvos_lite.eval.qe_health`: if the key projection really uses
+*where* each instance is, flattening the maps must cost J&F.
 
 Without query enhancement (Table 3 baseline) the key is 3x3 conv(Q_g) and the deformable attention, the
 FFN, the norms and the injection do not exist.
@@ -26,11 +46,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from isvos_lite.model.deform_attn import MSDeformAttn
 
-__all__ = ["mask_centroids", "EnhancedKeyEncoder"]
+__all__ = ["mask_centroids", "EnhancedKeyEncoder", "qe_alignment_loss", "INJECTIONS"]
+
+INJECTIONS = ("cosine", "literal")
 
 
 def mask_centroids(mask_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -77,11 +100,20 @@ class EnhancedKeyEncoder(nn.Module):
         num_heads, num_points: deformable attention heads and sampling points (one level).
         ffn_dim: hidden width of the FFN after the deformable attention.
         query_enhancement: False gives the Table 3 baseline (key = conv(Q_g)).
+        injection: "cosine" (bounded, the default) or "literal" (§3.2 as written); see the module docstring.
+        tau_max: bound of the cosine injection's logits.
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, key_dim: int, num_queries: int, num_heads: int,
-                 num_points: int, ffn_dim: int, query_enhancement: bool = True) -> None:
+                 num_points: int, ffn_dim: int, query_enhancement: bool = True, injection: str = "cosine",
+                 tau_max: float = 4.0) -> None:
         super().__init__()
+        if injection not in INJECTIONS:
+            raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
+        if tau_max <= 0:
+            raise ValueError(f"tau_max must be > 0, got {tau_max}")
+        self.injection, self.tau_max = injection, float(tau_max)
+        self.flatten_maps = False            # runtime switch of the QE-health test (not saved with the weights)
         if min(in_channels, hidden_dim, key_dim, num_queries, ffn_dim) < 1:
             raise ValueError(f"EnhancedKeyEncoder widths must be >= 1, got in_channels={in_channels}, "
                              f"hidden_dim={hidden_dim}, key_dim={key_dim}, num_queries={num_queries}, ffn_dim={ffn_dim}")
@@ -95,6 +127,9 @@ class EnhancedKeyEncoder(nn.Module):
             self.attn_norm = nn.LayerNorm(hidden_dim)
             self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, hidden_dim))
             self.ffn_norm = nn.LayerNorm(hidden_dim)
+            if injection == "cosine":
+                # tau = tau_max * sigmoid(theta); theta = 0 starts at tau_max / 2
+                self.injection_temperature = nn.Parameter(torch.zeros(()))
             key_in = hidden_dim + num_queries                                                 # Q_cat = [Q_g, maps]
         else:
             key_in = hidden_dim
@@ -114,23 +149,50 @@ class EnhancedKeyEncoder(nn.Module):
 
         Returns:
             {"key": Q (B, C_k, h, w), "Q_g": (B, C_h, h, w), "q_vos": (B, N, C_h) | None,
-             "instance_maps": (B, N, h, w) | None, "reference_points": (B, N, 2) | None}
+             "instance_maps": (B, N, h, w) | None, "map_logits": (B, N, h, w) | None,
+             "reference_points": (B, N, 2) | None}
         """
         if res4.dim() != 4 or res4.shape[1] != self.in_channels:
             raise ValueError(f"res4 must have shape (B, {self.in_channels}, h, w), got {tuple(res4.shape)}")
         q_g = self.global_proj(res4)                                                          # (B, C_h, h, w)
         if not self.query_enhancement:
             return {"key": self.key_proj(q_g), "Q_g": q_g, "q_vos": None, "instance_maps": None,
-                    "reference_points": None}
+                    "map_logits": None, "reference_points": None}
 
         self._check_query_inputs(res4, queries, query_pos, mask_logits)
         reference_points = mask_centroids(mask_logits).to(q_g.dtype)                          # (B, N, 2)
         q_vos = self.enhance_queries(q_g, queries, query_pos, reference_points)              # (B, N, C_h)
-        instance_maps = torch.sigmoid(
-            torch.einsum("bchw,bnc->bnhw", q_g, q_vos) / math.sqrt(self.hidden_dim))         # (B, N, h, w)
-        q_cat = torch.cat([q_g, instance_maps], dim=1)                                        # (B, C_h + N, h, w)
+        map_logits = self.injection_logits(q_g, q_vos)                                        # (B, N, h, w)
+        instance_maps = torch.sigmoid(map_logits)                                             # (B, N, h, w)
+        injected = instance_maps
+        if self.flatten_maps:                                                                 # QE-health test
+            injected = instance_maps.mean(dim=(2, 3), keepdim=True).expand_as(instance_maps)
+        q_cat = torch.cat([q_g, injected], dim=1)                                             # (B, C_h + N, h, w)
         return {"key": self.key_proj(q_cat), "Q_g": q_g, "q_vos": q_vos, "instance_maps": instance_maps,
-                "reference_points": reference_points}
+                "map_logits": map_logits, "reference_points": reference_points}
+
+    @property
+    def temperature(self) -> float | None:
+        """tau of the cosine injection (None for the literal form or without QE)."""
+        if not self.query_enhancement or self.injection != "cosine":
+            return None
+        return float(self.tau_max * torch.sigmoid(self.injection_temperature.detach()))
+
+    def injection_logits(self, q_g: torch.Tensor, q_vos: torch.Tensor) -> torch.Tensor:
+        """Logits of the injection maps: q_g (B, C_h, h, w), q_vos (B, N, C_h) -> (B, N, h, w).
+
+        literal: <Q_g(x), q̃_vos_n> / sqrt(C_h) (unbounded);
+        cosine: tau * cos(Q_g(x), q̃_vos_n - mean over queries of q̃_vos), |logit| <= tau_max.
+        """
+        if self.injection == "literal":
+            return torch.einsum("bchw,bnc->bnhw", q_g, q_vos) / math.sqrt(self.hidden_dim)
+        g = F.normalize(q_g, dim=1, eps=1e-6)                                                 # (B, C_h, h, w)
+        # centred queries: what query n has that the average query has not, so that a direction shared by all
+        # queries cannot turn the N maps into copies of one map
+        q = q_vos - q_vos.mean(dim=1, keepdim=True)                                           # (B, N, C_h)
+        q = F.normalize(q, dim=-1, eps=1e-6)                                                  # (B, N, C_h)
+        tau = self.tau_max * torch.sigmoid(self.injection_temperature)                        # scalar in (0, tau_max)
+        return tau * torch.einsum("bchw,bnc->bnhw", g, q)
 
     def enhance_queries(self, q_g: torch.Tensor, queries: torch.Tensor, query_pos: torch.Tensor | None,
                         reference_points: torch.Tensor) -> torch.Tensor:
@@ -162,3 +224,26 @@ class EnhancedKeyEncoder(nn.Module):
         if mask_logits.dim() != 4 or tuple(mask_logits.shape[:2]) != (B, self.num_queries):
             raise ValueError(f"mask_logits must have shape (B, N, H4, W4) with B={B}, N={self.num_queries}, "
                              f"got {tuple(mask_logits.shape)}")
+
+
+def qe_alignment_loss(map_logits: torch.Tensor, mask_logits: torch.Tensor, class_logits: torch.Tensor) -> torch.Tensor:
+    """Auxiliary loss tying injection map n to query n's own predicted instance mask (ours, see the module docstring).
+
+    Args:
+        map_logits: (B, N, h, w) injection-map logits at stride 16 (``EnhancedKeyEncoder`` output "map_logits").
+        mask_logits: (B, N, H4, W4) the queries' mask logits (stride 4); used as a detached soft target.
+        class_logits: (B, N, K+1) the queries' class logits, last = "no object"; the objectness 1 - p(no object)
+            (detached) weights each query, so queries that predict nothing do not dictate their map.
+
+    Returns:
+        scalar: objectness-weighted mean binary cross-entropy between sigmoid(map_logits) and the pooled mask
+        probabilities.
+    """
+    if map_logits.dim() != 4 or mask_logits.dim() != 4 or map_logits.shape[:2] != mask_logits.shape[:2]:
+        raise ValueError(f"map_logits (B, N, h, w) and mask_logits (B, N, H4, W4) must agree on B, N; got "
+                         f"{tuple(map_logits.shape)} and {tuple(mask_logits.shape)}")
+    with torch.no_grad():
+        target = F.adaptive_avg_pool2d(torch.sigmoid(mask_logits.float()), map_logits.shape[-2:])   # (B, N, h, w)
+        objectness = 1.0 - class_logits.float().softmax(-1)[..., -1]                                 # (B, N)
+    per_query = F.binary_cross_entropy_with_logits(map_logits.float(), target, reduction="none").mean(dim=(2, 3))
+    return (per_query * objectness).sum() / objectness.sum().clamp_min(1e-6)

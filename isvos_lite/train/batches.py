@@ -9,7 +9,9 @@ Where the data lives (``DataSources.discover``):
   videos repeated ×5 as in STCN / XMem.
 * ``static`` (optional): a folder of images + masks (STCN layout: ``x.jpg`` next to ``x.png``) for static
   pretraining; without it, every 5th annotated frame of the DAVIS ``train`` split is used as a still image.
-* ``coco``: COCO instances for the IS branch, ``<coco>/annotations/instances_train.json`` (or
+* instance images for the IS branch: ``TrainConfig.instance_data = "stream"`` draws them from the unlimited
+  procedural stream (``isvos_lite.data.instance_stream``, at the world's frame size read from
+  ``<root>/world.json``); ``"coco"`` reads ``<coco>/annotations/instances_train.json`` (or
   ``instances_train2017.json``) with images in ``<coco>/train`` (or ``train2017``); default ``<root>/coco``.
 
 Why "per-step batches": the batch of training step s on process r is a pure function of (seed, stage, s, r).
@@ -20,6 +22,7 @@ DataLoader workers (``StepBatches`` is indexed by step; a worker builds a whole 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +80,12 @@ class DataSources:
         return cls(root=root, coco_images=images, coco_annotations=annotations, youtube=youtube, static=static)
 
 
-def build_clip_dataset(sources: DataSources, stage_name: str, stage: StageConfig) -> Dataset:
-    """The VOS clips of a stage: pseudo-clips of still images (static) or real video clips (main)."""
-    common = dict(num_frames=stage.clip_frames, max_objects=stage.max_objects, crop_size=stage.crop_size)
+def build_clip_dataset(sources: DataSources, stage_name: str, stage: StageConfig) -> Dataset | None:
+    """The VOS clips of a stage: none (instance), pseudo-clips of still images (static) or video clips (main)."""
+    if stage_name == "instance":
+        return None
+    common = dict(num_frames=stage.clip_frames, max_objects=stage.max_objects, crop_size=stage.crop_size,
+                  scale_jitter=stage.scale_jitter)
     if stage_name == "static":
         if sources.static is not None:
             return StaticClipDataset.from_folder(sources.static, **common)
@@ -95,9 +101,31 @@ def build_clip_dataset(sources: DataSources, stage_name: str, stage: StageConfig
     raise ValueError(f"unknown stage {stage_name!r}; choose one of {', '.join(STAGES)}")
 
 
-def build_instance_dataset(sources: DataSources, crop_size: int, num_classes: int) -> COCOInstanceDataset:
-    """COCO instances at the VOS crop size (§4.1: "a resolution of 384, compatible with the VOS branch")."""
-    dataset = COCOInstanceDataset(sources.coco_images, sources.coco_annotations, crop_size=crop_size, augment=True)
+def world_frame_size(root: Path) -> tuple[int, int] | None:
+    """(height, width) of the teaching world's frames from ``<root>/world.json``, or None for other datasets."""
+    info = Path(root) / "world.json"
+    if not info.exists():
+        return None
+    config = json.loads(info.read_text()).get("config", {})
+    return int(config["height"]), int(config["width"])
+
+
+def build_instance_dataset(sources: DataSources, stage: StageConfig, num_classes: int, data: str = "coco",
+                           seed: int = 0) -> Dataset:
+    """IS images at the stage's crop size (§4.1: "a resolution of 384, compatible with the VOS branch").
+
+    ``data="coco"``: the instances JSON of ``sources`` (scale jitter 0.5-1.5 unless the stage sets one scale);
+    ``data="stream"``: the unlimited procedural stream, rendered at the world's frame size.
+    """
+    if data == "stream":
+        from isvos_lite.data.instance_stream import InstanceStreamConfig, InstanceStreamDataset
+        height, width = world_frame_size(sources.root) or (InstanceStreamConfig.height, InstanceStreamConfig.width)
+        config = InstanceStreamConfig(height=height, width=width, crop_size=stage.crop_size,
+                                      scale_jitter=stage.scale_jitter or (0.8, 1.25))
+        dataset = InstanceStreamDataset(config, seed=seed, augment=True)
+    else:
+        dataset = COCOInstanceDataset(sources.coco_images, sources.coco_annotations, crop_size=stage.crop_size,
+                                      augment=True, scale_range=stage.scale_jitter or (0.5, 1.5))
     if dataset.num_classes > num_classes:
         raise ValueError(f"{sources.coco_annotations} has {dataset.num_classes} categories "
                          f"({', '.join(dataset.category_names[:8])}{', ...' if dataset.num_classes > 8 else ''}) but the model "
@@ -123,6 +151,7 @@ class StepBatches(Dataset):
 
     Returns ``{"frames": (b, T, 3, H, W), "masks": (b, T, O, H, W), "labels": (b, T, H, W),
     "selector": (b, O), "max_skip": int, "instance": (images (b_is, 3, H, W), targets) or None}``.
+    With ``clips=None`` (the instance stage) the four clip tensors are None and every step has IS images.
     """
 
     # streams of randomness within one step
@@ -152,6 +181,12 @@ class StepBatches(Dataset):
 
     def __getitem__(self, step: int) -> dict:
         max_skip = self.stage.max_skip_at(step)
+        if self.clips is None:          # the instance stage: IS images only, every step
+            batch = {key: None for key in ("frames", "masks", "labels", "selector")}
+            batch["max_skip"] = 0
+            batch["instance"] = collate_instances(self._draw(self.instances, self.instances_per_process, step,
+                                                             self.INSTANCE_STREAM))
+            return batch
         _set_max_skip(self.clips, max_skip)
         clips = self._draw(self.clips, self.clips_per_process, step, self.VOS_STREAM)
         batch = {key: torch.stack([c[key] for c in clips]) for key in ("frames", "masks", "labels", "selector")}

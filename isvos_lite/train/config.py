@@ -1,7 +1,13 @@
 """Training configuration: one dataclass per stage, one for the whole recipe, and named presets.
 
-The paper trains in two stages (§4.1 "Training"), jointly with the instance-segmentation task throughout:
+The paper starts from a COCO-trained Mask2Former and then trains in two stages (§4.1 "Training"), jointly with
+the instance-segmentation task throughout:
 
+``instance``  instance-segmentation pretraining of backbone + pixel decoder + transformer decoder alone (the
+              analogue of the paper's COCO-pretrained Mask2Former, Table 4). On real data you would rather
+              import Mask2Former weights (``isvos_lite.weights``); on the teaching world, where no such weights
+              exist, this stage makes them: an unlimited stream of procedural instance images
+              (``isvos_lite.data.instance_stream``);
 ``static``  pretraining on pseudo-clips made from still images (deformed copies of one image),
             150K iterations, batch 56, learning rate 4e-5;
 ``main``    training on real video clips (DAVIS + YouTube-VOS), 110K iterations, batch 16, learning rate 2e-5,
@@ -16,9 +22,12 @@ bootstrapped-CE schedule (20K → 70K iterations), and Cutie's gradient clipping
 Presets
 -------
 ``paper``  the schedule above, for GPUs and the real datasets (mixed precision on CUDA).
-``lite``   the same recipe shrunk to learn the teaching world on a 2-core CPU in minutes: small crops, short
-           clips, few iterations, a higher learning rate (the model trains from scratch) and the IS branch at
-           the full learning rate (there are no pretrained Mask2Former weights to protect).
+``lite``   the same recipe shrunk to learn the teaching world on a 2-core CPU: an instance stage on the
+           procedural instance stream, then static and main at **one scale**: every crop (instance images,
+           pseudo-clips, video clips) is 160x160 pixels cut from 160x288 frames at zoom 0.8-1.25, the size at
+           which inference sees the frames, so objects have the same size in pixels in training and testing.
+           A higher learning rate than the paper's (small model, no ImageNet weights), the IS branch at 0.1x
+           after the instance stage (as the paper protects its COCO weights).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from dataclasses import dataclass
 
 __all__ = ["StageConfig", "TrainConfig", "TRAIN_PRESETS", "STAGES", "get_train_preset", "train_config_from_dict"]
 
-STAGES = ("static", "main")
+STAGES = ("instance", "static", "main")
 
 
 @dataclass
@@ -46,6 +55,9 @@ class StageConfig:
     max_skip: tuple[tuple[float, int], ...] = ((0.0, 5), (0.1, 10), (0.3, 15), (0.9, 5))
     bootstrap_start: int = 20_000         # bootstrapped CE: all pixels before this step ...
     bootstrap_end: int = 70_000           # ... the hardest 15 % after this step (linear in between)
+    # None: the references' scale augmentation (video: RandomResizedCrop of 36-100 % of the frame; static: affine
+    # 0.8-1.5x); (lo, hi): ONE scale, a crop_size crop of the frame at its own resolution, zoomed by lo..hi
+    scale_jitter: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.lr_decay_steps = tuple(int(s) for s in self.lr_decay_steps)
@@ -61,6 +73,10 @@ class StageConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.max_skip or self.max_skip[0][0] != 0.0 or any(s < 1 for _, s in self.max_skip):
             raise ValueError(f"max_skip must start at fraction 0.0 with skips >= 1, got {self.max_skip}")
+        if self.scale_jitter is not None:
+            self.scale_jitter = (float(self.scale_jitter[0]), float(self.scale_jitter[1]))
+            if not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
+                raise ValueError(f"scale_jitter must be (lo, hi) with 0 < lo <= hi, got {self.scale_jitter}")
         if not 0 <= self.bootstrap_start <= self.bootstrap_end:
             raise ValueError(f"need 0 <= bootstrap_start <= bootstrap_end, got {self.bootstrap_start}, {self.bootstrap_end}")
 
@@ -89,10 +105,14 @@ class StageConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole recipe: model preset, both stages, optimiser, joint IS task, feedback and checkpoints."""
+    """The whole recipe: model preset, the three stages, optimiser, joint IS task, feedback and checkpoints.
+
+    The ``instance`` stage's ``batch_size`` counts images and its clip fields are unused.
+    """
 
     name: str
     model_preset: str                     # a ModelConfig preset (isvos_lite.config)
+    instance: StageConfig
     static: StageConfig
     main: StageConfig
 
@@ -107,6 +127,10 @@ class TrainConfig:
     instance_every: int = 1               # an IS step every this many iterations (0: no joint IS training)
     instance_weight: float = 1.0          # weight of the IS loss in the joint objective
     num_points: int = 12544               # points per mask for the IS mask losses (Mask2Former: 112²)
+    # where IS images come from: "coco" (an instances JSON, e.g. COCO 2017) | "stream" (procedural, unlimited)
+    instance_data: str = "coco"
+    # weight of the EKE's map-to-mask alignment term (ours, isvos_lite/model/key_encoder.py; 0 disables)
+    qe_align_weight: float = 0.5
 
     # machinery
     amp: bool = True                      # bfloat16/float16 autocast when training on CUDA
@@ -117,19 +141,27 @@ class TrainConfig:
     val_every: int = 10_000               # validation J&F every this many iterations (0 disables)
     val_videos: int = 8                   # number of validation videos scored each time
     val_size: int = 480                   # short side of the validation frames (0: as they are)
+    val_instance_images: int = 100        # held-out IS images scored (mask AP) when validating the instance stage
 
     def __post_init__(self) -> None:
+        if isinstance(self.instance, dict):
+            self.instance = StageConfig(**self.instance)
         if isinstance(self.static, dict):
             self.static = StageConfig(**self.static)
         if isinstance(self.main, dict):
             self.main = StageConfig(**self.main)
-        for name in ("instance_batch_size", "num_points", "log_every", "checkpoint_every", "val_videos"):
+        for name in ("instance_batch_size", "num_points", "log_every", "checkpoint_every", "val_videos",
+                     "val_instance_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("instance_every", "val_every", "num_workers", "grad_clip", "weight_decay", "instance_weight",
                      "val_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.instance_data not in ("coco", "stream"):
+            raise ValueError(f"instance_data must be 'coco' or 'stream', got {self.instance_data!r}")
+        if self.qe_align_weight < 0:
+            raise ValueError(f"qe_align_weight must be >= 0, got {self.qe_align_weight}")
         if not 0 < self.instance_lr_scale <= 1:
             raise ValueError(f"instance_lr_scale must be in (0, 1], got {self.instance_lr_scale}")
 
@@ -143,6 +175,8 @@ class TrainConfig:
         for stage in STAGES:
             d[stage]["lr_decay_steps"] = list(d[stage]["lr_decay_steps"])
             d[stage]["max_skip"] = [list(pair) for pair in d[stage]["max_skip"]]
+            if d[stage]["scale_jitter"] is not None:
+                d[stage]["scale_jitter"] = list(d[stage]["scale_jitter"])
         return d
 
     def replace(self, **changes) -> "TrainConfig":
@@ -152,6 +186,10 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(
         name="paper", model_preset="paper",
+        # Mask2Former R50 COCO instance schedule (50 epochs at batch 16, lr 1e-4, decay x0.1 at 89 % and 96 %);
+        # with imported Mask2Former weights, skip it: --stage static / main with --init
+        instance=StageConfig(iterations=368_750, batch_size=16, lr=1e-4, lr_decay_steps=(327_778, 355_092),
+                             crop_size=384),
         static=StageConfig(iterations=150_000, batch_size=56, lr=4e-5, lr_decay_steps=(),
                            clip_frames=3, max_objects=1, crop_size=384),
         main=StageConfig(iterations=110_000, batch_size=16, lr=2e-5, lr_decay_steps=(80_000,),
@@ -159,16 +197,18 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     ),
     "lite": TrainConfig(
         name="lite", model_preset="lite",
-        static=StageConfig(iterations=600, batch_size=4, lr=1e-3, lr_decay_steps=(),
-                           clip_frames=3, max_objects=1, crop_size=128,
-                           bootstrap_start=150, bootstrap_end=450),
-        main=StageConfig(iterations=1500, batch_size=4, lr=5e-4, lr_decay_steps=(1200,),
-                         clip_frames=3, max_objects=2, crop_size=128,
+        instance=StageConfig(iterations=2500, batch_size=8, lr=1e-3, lr_decay_steps=(2100,), crop_size=160,
+                             scale_jitter=(0.8, 1.25)),
+        static=StageConfig(iterations=300, batch_size=4, lr=1e-3, lr_decay_steps=(),
+                           clip_frames=3, max_objects=1, crop_size=160, scale_jitter=(0.8, 1.25),
+                           bootstrap_start=75, bootstrap_end=225),
+        main=StageConfig(iterations=1200, batch_size=4, lr=5e-4, lr_decay_steps=(1000,),
+                         clip_frames=3, max_objects=2, crop_size=160, scale_jitter=(0.8, 1.25),
                          max_skip=((0.0, 3), (0.1, 5), (0.3, 8), (0.9, 3)),
-                         bootstrap_start=300, bootstrap_end=1000),
-        instance_lr_scale=1.0, grad_clip=3.0, freeze_batchnorm=False, instance_weight=0.25,
-        instance_batch_size=4, instance_every=1, num_points=1024,
-        amp=False, num_workers=0, log_every=10, checkpoint_every=250, val_every=500, val_videos=3, val_size=0,
+                         bootstrap_start=240, bootstrap_end=800),
+        instance_lr_scale=0.1, grad_clip=3.0, freeze_batchnorm=False, instance_weight=0.25,
+        instance_batch_size=4, instance_every=1, num_points=1024, instance_data="stream", qe_align_weight=0.5,
+        amp=False, num_workers=0, log_every=10, checkpoint_every=100, val_every=300, val_videos=6, val_size=0,
     ),
 }
 
@@ -178,7 +218,8 @@ def get_train_preset(name: str, **overrides) -> TrainConfig:
     if name not in TRAIN_PRESETS:
         raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
     base = TRAIN_PRESETS[name]
-    copy = dataclasses.replace(base, static=dataclasses.replace(base.static), main=dataclasses.replace(base.main))
+    copy = dataclasses.replace(base, instance=dataclasses.replace(base.instance),
+                               static=dataclasses.replace(base.static), main=dataclasses.replace(base.main))
     return dataclasses.replace(copy, **overrides)
 
 
@@ -196,4 +237,8 @@ def train_config_from_dict(d: dict) -> TrainConfig:
             if bad:
                 raise ValueError(f"training config stage {stage!r} has unknown fields {bad}")
             d[stage] = StageConfig(**d[stage])
+    missing = [s for s in STAGES if s not in d]
+    if missing:
+        raise ValueError(f"training config has no {', '.join(missing)} stage: it was written by an older isvos-lite "
+                         "(before the instance stage); start a new run instead of resuming it")
     return TrainConfig(**d)

@@ -54,6 +54,8 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
     """Draw total / VOS / IS losses (and validation J&F) against the run's iteration; returns the PNG path."""
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val_jf" in r]
+    ap = [r for r in records if "val_ap" in r]
+    qe = [r for r in records if "qe_saturated" in r]
     if not train:
         return None
     import matplotlib
@@ -61,10 +63,12 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(11 if val else 6, 4), squeeze=False)
+    panels = 1 + bool(val or ap) + bool(qe)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
     ax = axes[0, 0]
     x = [r["iteration"] for r in train]
-    for key, label in (("loss", "total"), ("loss_vos", "VOS (CE + dice)"), ("loss_is", "IS (weighted)")):
+    for key, label in (("loss", "total"), ("loss_vos", "VOS (CE + dice)"), ("loss_is", "IS (unweighted)"),
+                       ("loss_qe_align", "EKE map-to-mask")):
         if any(key in r for r in train):
             ax.plot(x, [r.get(key, float("nan")) for r in train], label=label)
     for r_prev, r in zip(train, train[1:]):
@@ -75,15 +79,30 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
     ax.set_yscale("log")
     ax.set_title("training losses")
     ax.legend()
-    if val:
+    if val or ap:
         ax = axes[0, 1]
-        ax.plot([r["iteration"] for r in val], [r["val_jf"] for r in val], marker="o", label="J&F")
-        ax.plot([r["iteration"] for r in val], [r["val_j"] for r in val], linestyle="--", label="J")
-        ax.plot([r["iteration"] for r in val], [r["val_f"] for r in val], linestyle="--", label="F")
+        if val:
+            ax.plot([r["iteration"] for r in val], [r["val_jf"] for r in val], marker="o", label="J&F")
+            ax.plot([r["iteration"] for r in val], [r["val_j"] for r in val], linestyle="--", label="J")
+            ax.plot([r["iteration"] for r in val], [r["val_f"] for r in val], linestyle="--", label="F")
+        if ap:
+            ax.plot([r["iteration"] for r in ap], [r["val_ap"] for r in ap], marker="s", label="instance mask AP")
+            ax.plot([r["iteration"] for r in ap], [r["val_agnostic_ap"] for r in ap], marker="^",
+                    label="class-agnostic AP")
         ax.set_xlabel("iteration")
         ax.set_ylabel("score (%)")
         ax.set_title("validation")
         ax.legend()
+    if qe:
+        ax = axes[0, -1]
+        xs = [r["iteration"] for r in qe]
+        ax.plot(xs, [r["qe_saturated"] for r in qe], marker="o", label="saturated fraction (want low)")
+        ax.plot(xs, [r["qe_map_correlation"] for r in qe], marker="o", label="map-map correlation (want low)")
+        ax.plot(xs, [r["qe_mask_agreement"] for r in qe], marker="o", label="map-own-mask agreement (want high)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("iteration")
+        ax.set_title("query-enhancement health (EKE maps)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     try:

@@ -1,17 +1,20 @@
-"""The trainer: joint IS + VOS training in two stages, resumable, on CPU, one GPU or many (§4.1 "Training").
+"""The trainer: instance pretraining, then joint IS + VOS training in two stages, resumable, on CPU, one GPU or
+many (§4.1 "Training", Table 4).
 
-One iteration (``Trainer.train_step``):
+An ``instance``-stage iteration is step 2 below alone (backbone + pixel decoder + transformer decoder on IS images:
+the analogue of the COCO-pretrained Mask2Former the paper starts from). A ``static`` / ``main`` iteration:
 
 1. a batch of VOS clips → ``model.forward_clip`` (frame 0 given, frames 1..T−1 predicted from memory) →
    ``VOSLoss`` (bootstrapped CE + dice on the aggregated logits);
 2. a batch of COCO-format images → ``model.forward_instance`` → ``SetCriterion`` (Mask2Former's matched
    CE + mask BCE + dice, deep supervision) — "the IS branch and VOS branch are jointly trained with different
    supervisory signals" (§4.1);
-3. loss = loss_vos + instance_weight · loss_is → backward → clip the gradient norm → AdamW step.
+3. loss = loss_vos + instance_weight · loss_is (+ qe_align_weight · the EKE's map-to-mask alignment term, see
+   ``isvos_lite.model.key_encoder``) → backward → clip the gradient norm → AdamW step.
 
-Stages run in order (``static`` then ``main``), each with a fresh optimiser and its own step-decay schedule; the
+Stages run in order (``instance``, ``static``, ``main``), each with a fresh optimiser and its own step-decay schedule; the
 model carries over. The IS-branch parameters (pixel decoder + transformer decoder) get ``instance_lr_scale`` × the
-learning rate. Everything random in a step is seeded from (seed, stage, step, process), and the batches are
+learning rate in the static and main stages (the full rate in the instance stage). Everything random in a step is seeded from (seed, stage, step, process), and the batches are
 built the same way (``batches.StepBatches``), so ``--resume`` continues exactly: the next step's loss equals that
 of an uninterrupted run.
 
@@ -35,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from isvos_lite.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from isvos_lite.checkpoint import load_checkpoint, load_instance_branch, read_checkpoint_config, save_checkpoint
 from isvos_lite.config import ModelConfig
 from isvos_lite.model.isvos import ISVOS
 from isvos_lite.train.batches import DataSources, StepBatches, build_clip_dataset, build_instance_dataset, step_seed
@@ -52,7 +55,7 @@ from isvos_lite.train.criterion import SetCriterion
 from isvos_lite.train.distributed import DistributedContext
 from isvos_lite.train.feedback import MetricsLog, plot_loss_curves
 from isvos_lite.train.losses import VOSLoss
-from isvos_lite.train.validation import validate_jf
+from isvos_lite.train.validation import describe_validation, validate_instance_ap, validate_jf, validate_qe_health
 
 __all__ = ["JointObjective", "build_optimizer", "freeze_batchnorm", "Trainer", "TrainingDiverged",
            "INSTANCE_BRANCH_MODULES", "RECIPE_FIELDS"]
@@ -61,8 +64,9 @@ __all__ = ["JointObjective", "build_optimizer", "freeze_batchnorm", "Trainer", "
 INSTANCE_BRANCH_MODULES = ("pixel_decoder", "transformer_decoder")
 
 # TrainConfig fields that define the optimisation itself: a resumed run must use the same values
-RECIPE_FIELDS = ("model_preset", "static", "main", "weight_decay", "instance_lr_scale", "grad_clip",
-                 "freeze_batchnorm", "instance_batch_size", "instance_every", "instance_weight", "num_points", "seed")
+RECIPE_FIELDS = ("model_preset", "instance", "static", "main", "weight_decay", "instance_lr_scale", "grad_clip",
+                 "freeze_batchnorm", "instance_batch_size", "instance_every", "instance_weight", "num_points", "seed",
+                 "instance_data", "qe_align_weight")
 
 
 class TrainingDiverged(RuntimeError):
@@ -74,20 +78,37 @@ class TrainingDiverged(RuntimeError):
 class JointObjective(nn.Module):
     """Model + both losses as one module, so one ``forward`` (and one DDP gradient reduction) covers the step."""
 
-    def __init__(self, model: ISVOS, vos_loss: VOSLoss, criterion: SetCriterion, instance_weight: float):
+    def __init__(self, model: ISVOS, vos_loss: VOSLoss, criterion: SetCriterion, instance_weight: float,
+                 qe_align_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.vos_loss = vos_loss
         self.criterion = criterion
         self.instance_weight = instance_weight
+        self.qe_align_weight = qe_align_weight
 
-    def forward(self, frames: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor, selector: torch.Tensor,
-                step: int, instance_images: torch.Tensor | None = None,
+    def forward(self, frames: torch.Tensor | None, masks: torch.Tensor | None, labels: torch.Tensor | None,
+                selector: torch.Tensor | None, step: int, instance_images: torch.Tensor | None = None,
                 instance_targets: list[dict] | None = None) -> dict:
-        """frames (B, T, 3, H, W), masks (B, T, O, H, W), labels (B, T, H, W), selector (B, O) → named losses."""
+        """frames (B, T, 3, H, W), masks (B, T, O, H, W), labels (B, T, H, W), selector (B, O) → named losses.
+
+        ``frames=None`` (the instance stage): the IS loss alone, at weight 1.
+        """
+        if frames is None:
+            if instance_images is None:
+                raise ValueError("JointObjective needs VOS clips, IS images or both; got neither")
+            instance = self.model.forward_instance(instance_images)
+            is_losses = self.criterion(instance, instance_targets)
+            losses = {(k if k == "loss_is" else f"is_{k}"): v for k, v in is_losses.items()}
+            losses["loss"] = is_losses["loss_is"]
+            return losses
         clip = self.model.forward_clip(frames, masks[:, 0], selector)              # logits (B, T-1, O+1, H, W)
         losses = self.vos_loss(clip["logits"], labels[:, 1:], selector, step)
         losses["loss"] = losses["loss_vos"]
+        if clip.get("qe_align") is not None:
+            losses["loss_qe_align"] = clip["qe_align"]
+            if self.qe_align_weight:
+                losses["loss"] = losses["loss"] + self.qe_align_weight * clip["qe_align"]
         if instance_images is not None:
             instance = self.model.forward_instance(instance_images)                # pred_logits, pred_masks, aux
             is_losses = self.criterion(instance, instance_targets)
@@ -124,17 +145,18 @@ def freeze_batchnorm(model: nn.Module) -> None:
 # --- the trainer -------------------------------------------------------------------------------
 
 class Trainer:
-    """Runs the stages of ``plan`` (a subset of ("static", "main"), in order) and writes everything under ``out_dir``.
+    """Runs the stages of ``plan`` (a subset of ("instance", "static", "main"), in order) and writes everything under ``out_dir``.
 
     ``resume=True`` continues from ``<out_dir>/checkpoints/latest.json``; ``init`` starts from a model
-    checkpoint (e.g. the result of a static stage) instead of random weights. ``on_step_end(stage, step, losses)``
+    checkpoint (e.g. the result of a static stage) instead of random weights; ``init_instance`` loads only the
+    backbone and IS branch of a checkpoint (e.g. the result of an ``instance`` stage) into any VOS variant. ``on_step_end(stage, step, losses)``
     is called after every step (the tests use it to interrupt a run).
     """
 
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, sources: DataSources, out_dir: str | Path,
                  plan: tuple[str, ...] = STAGES, device: str = "cpu", resume: bool = False,
                  init: str | Path | None = None, progress: bool = True, on_step_end=None,
-                 dist_ctx: DistributedContext | None = None):
+                 dist_ctx: DistributedContext | None = None, init_instance: str | Path | None = None):
         unknown = [s for s in plan if s not in STAGES]
         if not plan or unknown:
             raise ValueError(f"stages must be among {STAGES}, got {list(plan)}")
@@ -150,6 +172,9 @@ class Trainer:
         self.log = MetricsLog(self.out_dir) if self.dist.is_main else None
         self.clips_per_process = {s: self.dist.per_process(cfg.stage(s).batch_size, f"{s} batch_size") for s in self.plan}
         self.instances_per_process = self.dist.per_process(cfg.instance_batch_size, "instance_batch_size")
+        # in the instance stage, the stage's batch_size counts IS images
+        self.stage_instances_per_process = {s: (self.clips_per_process[s] if s == "instance" else self.instances_per_process)
+                                            for s in self.plan}
 
         torch.manual_seed(cfg.seed)                         # the initial weights: the same on every process
         self.model = ISVOS(model_cfg).to(self.device)
@@ -161,13 +186,16 @@ class Trainer:
                              "or choose another --out")
         elif init is not None:
             load_checkpoint(init, map_location=self.device, model=self.model)
+        if init_instance is not None and not resume:
+            load_instance_branch(init_instance, self.model, map_location=self.device)
 
-        self._instance_datasets: dict[int, object] = {}
-        if cfg.instance_every:                              # fail early if the categories do not fit the model
+        self._instance_datasets: dict[tuple, object] = {}
+        if cfg.instance_every or "instance" in self.plan:   # fail early if the categories do not fit the model
             self._instance_dataset(self.plan[0])
         self.vos_loss = VOSLoss()
         self.criterion = SetCriterion(model_cfg.num_classes, num_points=cfg.num_points)
-        objective = JointObjective(self.model, self.vos_loss, self.criterion, cfg.instance_weight).to(self.device)
+        objective = JointObjective(self.model, self.vos_loss, self.criterion, cfg.instance_weight,
+                                   cfg.qe_align_weight).to(self.device)
         self.objective = objective
         if self.dist.is_distributed:
             # find_unused_parameters: with instance_every > 1 (or an ablation switch) some parameters skip a step
@@ -181,13 +209,15 @@ class Trainer:
         self.iteration_offset = {s: sum(cfg.stage(p).iterations for p in STAGES[:i]) for i, s in enumerate(STAGES)}
 
     def _instance_dataset(self, stage: str):
-        """COCO instances at the stage's crop size (built once per size), or None without joint IS training."""
-        if not self.cfg.instance_every:
+        """IS images at the stage's crop size (built once per size), or None without joint IS training."""
+        if not self.cfg.instance_every and stage != "instance":
             return None
-        crop = self.cfg.stage(stage).crop_size
-        if crop not in self._instance_datasets:
-            self._instance_datasets[crop] = build_instance_dataset(self.sources, crop, self.model_cfg.num_classes)
-        return self._instance_datasets[crop]
+        stage_cfg = self.cfg.stage(stage)
+        key = (stage_cfg.crop_size, stage_cfg.scale_jitter)
+        if key not in self._instance_datasets:
+            self._instance_datasets[key] = build_instance_dataset(self.sources, stage_cfg, self.model_cfg.num_classes,
+                                                                  self.cfg.instance_data, self.cfg.seed)
+        return self._instance_datasets[key]
 
     # -- resume ----------------------------------------------------------------------------------
     def _load_resume_state(self) -> None:
@@ -224,7 +254,8 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
     def _to_device(self, batch: dict) -> dict:
-        moved = {k: batch[k].to(self.device, non_blocking=True) for k in ("frames", "masks", "labels", "selector")}
+        moved = {k: (batch[k].to(self.device, non_blocking=True) if batch[k] is not None else None)
+                 for k in ("frames", "masks", "labels", "selector")}
         moved["instance_images"] = moved["instance_targets"] = None
         if batch["instance"] is not None:
             images, targets = batch["instance"]
@@ -247,7 +278,8 @@ class Trainer:
                                     inputs["instance_images"], inputs["instance_targets"])
         loss = losses["loss"]
         if self.dist.any_true(not torch.isfinite(loss).item(), self.device):
-            terms = ", ".join(f"{k}={float(losses[k].detach()):.4g}" for k in ("loss_vos", "loss_is") if k in losses)
+            terms = ", ".join(f"{k}={float(losses[k].detach()):.4g}" for k in ("loss_vos", "loss_is", "loss_qe_align")
+                              if k in losses)
             last = latest_checkpoint_dir(self.out_dir)
             raise TrainingDiverged(f"the loss became NaN/inf at stage {stage!r} step {step} ({terms}); training stopped. "
                                    f"The last good checkpoint is {last if last else 'none (diverged before the first save)'}; "
@@ -281,16 +313,24 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},
             "rng": capture_rng_state(),
-            "curriculum": {"max_skip": self.cfg.stage(stage).max_skip_at(step),
+            "curriculum": {"max_skip": self.cfg.stage(stage).max_skip_at(step) if stage != "instance" else 0,
                            "bootstrap_fraction": self.vos_loss.fraction(step)},
         }
         save_training_checkpoint(self.out_dir, self.model, state)
 
     def _validate(self, stage: str, step: int) -> dict | None:
+        """Instance stage: mask AP of the IS branch on held-out instance images (``val_ap``, class-agnostic
+        ``val_agnostic_ap``). Static / main: J&F on ``val_videos`` val videos (``val_jf``) and, with query
+        enhancement, the EKE's health (``qe_saturated``, ``qe_map_correlation``, ``qe_mask_agreement``)."""
         result = None
         if self.dist.is_main:
-            result = validate_jf(self.model, self.sources.root, "val", self.cfg.val_videos,
-                                 max_internal_size=self.cfg.val_size or None)
+            if stage == "instance":
+                result = validate_instance_ap(self.model, self.sources, self.cfg.val_instance_images)
+            else:
+                result = validate_jf(self.model, self.sources.root, "val", self.cfg.val_videos,
+                                     max_internal_size=self.cfg.val_size or None)
+                if self.model_cfg.query_enhancement:
+                    result.update(validate_qe_health(self.model, self.sources.root, "val", self.cfg.val_videos))
             result.update(stage=stage, step=step, iteration=self.iteration_offset[stage] + step)
             self.log.append(result)
         self.dist.barrier()
@@ -306,14 +346,17 @@ class Trainer:
         if not self.dist.is_main:
             return None
         meta = {"stage": stage, "iterations": self.cfg.stage(stage).iterations, "train_preset": self.cfg.name}
-        if val is not None:
-            meta["val_jf"] = round(val["val_jf"], 2)
+        for key in ("val_jf", "val_ap", "val_agnostic_ap"):
+            if val is not None and key in val:
+                meta[key] = round(val[key], 2)
         return save_checkpoint(self.model, self.out_dir / "model.safetensors", meta=meta)
 
     # -- the loop --------------------------------------------------------------------------------
     def _run_stage(self, stage: str, start_step: int) -> dict | None:
         cfg, stage_cfg = self.cfg, self.cfg.stage(stage)
-        optimizer = build_optimizer(self.model, stage_cfg.lr, cfg.instance_lr_scale, cfg.weight_decay)
+        # the IS branch trains at full rate while it is what the stage trains, at instance_lr_scale afterwards
+        lr_scale = 1.0 if stage == "instance" else cfg.instance_lr_scale
+        optimizer = build_optimizer(self.model, stage_cfg.lr, lr_scale, cfg.weight_decay)
         self.vos_loss.start_step, self.vos_loss.end_step = stage_cfg.bootstrap_start, stage_cfg.bootstrap_end
         scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if self.resume_state is not None and self.resume_state["stage"] == stage:
@@ -328,8 +371,8 @@ class Trainer:
 
         clips = build_clip_dataset(self.sources, stage, stage_cfg)
         batches = StepBatches(clips, self._instance_dataset(stage), stage, stage_cfg,
-                              self.clips_per_process[stage], self.instances_per_process, cfg.instance_every,
-                              cfg.seed, self.dist.rank)
+                              self.clips_per_process[stage], self.stage_instances_per_process[stage],
+                              cfg.instance_every, cfg.seed, self.dist.rank)
         loader = DataLoader(batches, batch_size=None, sampler=range(start_step, stage_cfg.iterations),
                             num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=False)
@@ -357,8 +400,8 @@ class Trainer:
             if cfg.val_every and (done % cfg.val_every == 0 or done == stage_cfg.iterations):
                 last_val = self._validate(stage, done)
                 if last_val is not None:
-                    tqdm.write(f"[{stage} {done}/{stage_cfg.iterations}] validation J&F {last_val['val_jf']:.1f} "
-                              f"(J {last_val['val_j']:.1f}, F {last_val['val_f']:.1f})", file=sys.stderr)
+                    tqdm.write(f"[{stage} {done}/{stage_cfg.iterations}] validation {describe_validation(last_val)}",
+                               file=sys.stderr)
             if done % cfg.checkpoint_every == 0 or done == stage_cfg.iterations:
                 self._save(stage, done, optimizer, scaler)
                 if self.dist.is_main:
@@ -381,8 +424,13 @@ class Trainer:
             start_step = self.start_step if stage == self.start_stage else 0
             val = self._run_stage(stage, start_step)
             model_path = self._export_model(stage, val)
-            summary["stages"].append({"stage": stage, "iterations": self.cfg.stage(stage).iterations,
-                                      "val_jf": val["val_jf"] if val else None})
+            entry = {"stage": stage, "iterations": self.cfg.stage(stage).iterations}
+            if stage == "instance":
+                entry.update(val_ap=val.get("val_ap") if val else None,
+                             val_agnostic_ap=val.get("val_agnostic_ap") if val else None)
+            else:
+                entry["val_jf"] = val.get("val_jf") if val else None
+            summary["stages"].append(entry)
             summary["model"] = str(model_path) if model_path else None
         if self.dist.is_main:
             plot_loss_curves(self.log.records(), self.out_dir / "loss_curve.png")

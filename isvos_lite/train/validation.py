@@ -51,3 +51,33 @@ def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "v
         raise ValueError(f"validation split {split!r} of {root} has no video with frames to score (need >= 3 frames)")
     mean_j, mean_f = 100 * float(np.mean(object_j)), 100 * float(np.mean(object_f))
     return {"val_j": mean_j, "val_f": mean_f, "val_jf": (mean_j + mean_f) / 2, "val_videos": len(sequences)}
+
+
+@torch.no_grad()
+def validate_qe_health(model: torch.nn.Module, root: str | os.PathLike, split: str = "val", num_videos: int = 8) -> dict:
+    """The EKE's map statistics (``isvos_lite.eval.qe_health.map_statistics``) on frames of ``num_videos`` videos."""
+    from isvos_lite.eval.qe_health import frames_of_split, map_statistics
+
+    stats = map_statistics(model, frames_of_split(root, split, num_videos))
+    return {k: stats[k] for k in ("qe_saturated", "qe_map_correlation", "qe_mask_agreement", "qe_logit_mean")}
+
+
+@torch.no_grad()
+def validate_instance_ap(model: torch.nn.Module, sources, max_images: int = 100) -> dict:
+    """Mask AP (percent) of the IS branch on the held-out instance images (``<coco>/annotations/instances_val.json``)."""
+    from isvos_lite.eval.instance_ap import score_instance_ap
+
+    coco_dir = sources.coco_annotations.parent.parent
+    scores = score_instance_ap(model, coco_dir, split="val", max_images=max_images, progress=False)
+    return {"val_ap": scores["ap"], "val_agnostic_ap": scores["agnostic_ap"], "val_ap_images": scores["images"]}
+
+
+def describe_validation(result: dict) -> str:
+    """One line for the training log: J&F (and QE health) or instance AP."""
+    if "val_jf" in result:
+        text = f"J&F {result['val_jf']:.1f} (J {result['val_j']:.1f}, F {result['val_f']:.1f})"
+        if "qe_saturated" in result:
+            text += (f"; QE maps: saturated {100 * result['qe_saturated']:.0f} %, correlation "
+                     f"{result['qe_map_correlation']:.2f}, mask agreement {result['qe_mask_agreement']:.2f}")
+        return text
+    return f"instance mask AP {result['val_ap']:.1f} (class-agnostic {result['val_agnostic_ap']:.1f})"

@@ -125,7 +125,7 @@ def error_map(pred: Any, gt: Any, object_ids: Iterable[int] | None = None) -> np
     """(H, W) error codes of a prediction against ground truth: 0 correct, 1 missed, 2 spurious, 3 wrong object.
 
     missed: a ground-truth object pixel predicted as background; spurious: background predicted as
-    an object; wrong object: an object pixel given to another object (the distractor case of Fig. 1).
+    an object; wrong object: an object pixel given to another object (the look-alike case of Fig. 1).
     ``object_ids`` limits the comparison to those objects (others count as background).
     """
     truth = as_mask(gt, "gt")

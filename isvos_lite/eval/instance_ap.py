@@ -1,0 +1,247 @@
+"""Instance-segmentation AP of the IS branch (§3.1, Mask2Former) on a COCO-format split.
+
+The IS branch is trained as a Mask2Former; this module measures it the way Mask2Former is measured
+on COCO: Mask2Former's instance inference (:func:`predict_instances`) and the standard COCO mask AP
+of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
+
+- ``ap, ap50, ap75, ap_small, ap_medium, ap_large, ar1, ar10, ar100``: per-class (standard) COCO numbers;
+- ``per_class``: AP of each category;
+- ``agnostic_ap, agnostic_ap50, agnostic_ap75``: class-agnostic AP: every ground-truth instance and every
+  prediction is mapped to one category, so only the masks count ("does it find and separate the
+  instances?"), not the classes. Each query contributes its best-scoring (query, class) pair once there
+  (the per-class top-k can list a query under several classes, which would be duplicates without classes).
+
+Numbers pycocotools cannot compute (no ground truth in that area range / class) are ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["predict_instances", "instance_results", "evaluate_results", "score_instance_ap", "require_pycocotools"]
+
+STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
+              "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
+
+
+def require_pycocotools():
+    """Import pycocotools (COCO, COCOeval, mask) or fail with how to install it."""
+    try:
+        from pycocotools import mask as mask_utils
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as err:
+        raise RuntimeError("instance AP needs pycocotools, which is not installed: `pip install pycocotools` "
+                           "(or install isvos-lite with the [coco] extra: `pip install -e .[coco]`)") from err
+    return COCO, COCOeval, mask_utils
+
+
+# --------------------------------------------------------------------------------------
+# inference
+# --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
+    """Mask2Former instance inference on one (H, W, 3) uint8 RGB image -> postprocess_instances' dict (on CPU)."""
+    from isvos_lite.model.instance_head import postprocess_instances
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"predict_instances: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    if max_detections < 1:
+        raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+    h, w = image.shape[:2]
+    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32                     # pad bottom/right to the model stride
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros(1, 3, ph, pw, device=device)
+        x[0, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device).float() / 255.0
+        out = model.forward_instance(x)
+        masks = F.interpolate(out["pred_masks"].float(), size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
+        result = postprocess_instances(out["pred_logits"].float(), masks, top_k=max_detections)[0]
+    finally:
+        model.train(was_training)
+    return {k: v.cpu() for k, v in result.items()}
+
+
+def predict_instances(model, image: np.ndarray, max_detections: int = 100) -> list[tuple[np.ndarray, int, float]]:
+    """Mask2Former's instance inference with the IS branch (``model.forward_instance``), eval mode, no grad.
+
+    The image is zero-padded to a multiple of 32, the stride-4 mask logits are upsampled (bilinear) to the
+    padded size and cropped back to (H, W). Class scores are the softmax probabilities without "no object";
+    the ``max_detections`` best (query, class) pairs are kept; mask = sigmoid(logit) > 0.5; score = class
+    probability x mean mask probability inside the mask (:func:`~isvos_lite.model.instance_head.postprocess_instances`).
+
+    Returns ``[(mask bool (H, W), class index 0..K-1, score), ...]`` by decreasing score.
+    """
+    result = _predict(model, image, max_detections)
+    return [(m.numpy(), int(c), float(s)) for m, c, s in zip(result["masks"], result["labels"], result["scores"])]
+
+
+def instance_results(image_id: int, instances, category_ids: list[int], query_index=None,
+                     agnostic: bool = False) -> list[dict]:
+    """COCO result dicts (RLE segmentation) from ``[(mask, class index, score), ...]``.
+
+    ``category_ids[k]`` is the COCO id of class index k. With ``agnostic`` every result gets category 1
+    and, when ``query_index`` is given, each query is kept once (its first = best-scoring pair).
+    """
+    _, _, mask_utils = require_pycocotools()
+    results, seen = [], set()
+    for i, (mask, label, score) in enumerate(instances):
+        if agnostic and query_index is not None:
+            q = int(query_index[i])
+            if q in seen:
+                continue
+            seen.add(q)
+        rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        results.append({"image_id": int(image_id), "category_id": 1 if agnostic else int(category_ids[int(label)]),
+                        "segmentation": rle, "score": float(score)})
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------
+
+def _agnostic_gt(coco_gt):
+    """A copy of the ground truth with one category ("object", id 1), built in memory."""
+    COCO, _, _ = require_pycocotools()
+    data = copy.deepcopy(coco_gt.dataset)
+    for ann in data["annotations"]:
+        ann["category_id"] = 1
+    data["categories"] = [{"id": 1, "name": "object", "supercategory": "object"}]
+    gt = COCO()
+    gt.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def _percent(value: float):
+    return None if value < 0 else round(float(value) * 100, 3)
+
+
+def _run_cocoeval(coco_gt, results: list[dict], image_ids: list[int]):
+    """COCOeval(segm) over ``image_ids``; returns the evaluated COCOeval or None when there is no prediction."""
+    _, COCOeval, _ = require_pycocotools()
+    if not results:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])     # loadRes adds keys to the dicts: give it copies
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.params.imgIds = list(image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def evaluate_results(coco_gt, results: list[dict], image_ids: list[int] | None = None,
+                     agnostic_results: list[dict] | None = None) -> dict:
+    """Standard and class-agnostic COCO mask AP (percent) of COCO result dicts against ``coco_gt`` (a pycocotools COCO).
+
+    ``agnostic_results`` default: ``results`` with every category set to 1. ``image_ids`` default: all images.
+    """
+    image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else list(image_ids)
+    categories = sorted(coco_gt.loadCats(coco_gt.getCatIds()), key=lambda c: c["id"])
+    out: dict = {"images": len(image_ids)}
+    evaluator = _run_cocoeval(coco_gt, results, image_ids)
+    has_gt = any(coco_gt.getAnnIds(imgIds=image_ids))
+    if evaluator is None:   # no prediction at all: AP 0 wherever there is ground truth
+        out.update({name: (0.0 if has_gt else None) for name in STAT_NAMES})
+        out["per_class"] = {c["name"]: (0.0 if coco_gt.getAnnIds(imgIds=image_ids, catIds=[c["id"]]) else None)
+                            for c in categories}
+    else:
+        out.update({name: _percent(v) for name, v in zip(STAT_NAMES, evaluator.stats)})
+        precision = evaluator.eval["precision"]                     # (T, R, K, A, M)
+        per_class = {}
+        for k, cat_id in enumerate(evaluator.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            name = next(c["name"] for c in categories if c["id"] == cat_id)
+            per_class[name] = round(float(p.mean()) * 100, 3) if p.size else None
+        out["per_class"] = per_class
+    if agnostic_results is None:
+        agnostic_results = [dict(r, category_id=1) for r in results]
+    agnostic = _run_cocoeval(_agnostic_gt(coco_gt), agnostic_results, image_ids)
+    if agnostic is None:
+        for name in ("ap", "ap50", "ap75"):
+            out[f"agnostic_{name}"] = 0.0 if has_gt else None
+    else:
+        for name, v in zip(("ap", "ap50", "ap75"), agnostic.stats[:3]):
+            out[f"agnostic_{name}"] = _percent(v)
+    return out
+
+
+def load_coco_gt(coco_dir: str | os.PathLike, split: str):
+    """(pycocotools COCO of ``coco_dir/annotations/instances_<split>.json``, image folder ``coco_dir/<split>``)."""
+    COCO, _, _ = require_pycocotools()
+    coco_dir = Path(coco_dir)
+    ann_file = coco_dir / "annotations" / f"instances_{split}.json"
+    if not ann_file.exists():
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist; --coco must be the folder holding "
+                                f"annotations/instances_{split}.json and {split}/ (e.g. data/toy/coco, written by "
+                                f"`isvos-lite toy-data`)")
+    image_dir = coco_dir / split
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist (next to {ann_file})")
+    from isvos_lite.data.coco import load_coco_json
+    load_coco_json(ann_file)                                          # clear errors for a broken file
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(ann_file))
+    return coco_gt, image_dir
+
+
+def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", max_images: int | None = None,
+                      progress: bool = True, max_detections: int = 100) -> dict:
+    """Run the IS branch over ``coco_dir/<split>`` and score it with pycocotools (percent; see the module docstring).
+
+    The model's class index k is the k-th category of the annotation file by increasing id (as in
+    :class:`~isvos_lite.data.instance_dataset.COCOInstanceDataset`); the class counts must agree.
+    """
+    from isvos_lite.data.palette import read_frame
+
+    coco_gt, image_dir = load_coco_gt(coco_dir, split)
+    category_ids = sorted(coco_gt.getCatIds())
+    num_classes = getattr(getattr(model, "cfg", None), "num_classes", None)
+    if num_classes is not None and num_classes != len(category_ids):
+        raise ValueError(f"the model (preset {getattr(model.cfg, 'name', '?')!r}) has {num_classes} classes but "
+                         f"{coco_dir} has {len(category_ids)} categories; use a checkpoint trained on these categories")
+    image_ids = sorted(coco_gt.getImgIds())
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f"max_images must be >= 1, got {max_images}")
+        image_ids = image_ids[:max_images]
+    if not image_ids:
+        raise ValueError(f"{coco_dir} split {split!r} has no images")
+    results, agnostic_results = [], []
+    iterator = image_ids
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(image_ids, desc=f"instance AP ({split})", unit="img")
+    for image_id in iterator:
+        record = coco_gt.loadImgs([image_id])[0]
+        path = image_dir / record["file_name"]
+        image = read_frame(path)
+        if image.shape[:2] != (int(record["height"]), int(record["width"])):
+            raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[0]} but the annotations say "
+                             f"{record['width']}x{record['height']}")
+        pred = _predict(model, image, max_detections)
+        instances = list(zip(pred["masks"].numpy(), pred["labels"].tolist(), pred["scores"].tolist()))
+        results += instance_results(image_id, instances, category_ids)
+        agnostic_results += instance_results(image_id, instances, category_ids, query_index=pred["query_index"].tolist(),
+                                             agnostic=True)
+    out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
+    out["split"] = split
+    return out

@@ -1,0 +1,357 @@
+"""Teaching-scale Table 3 / Table 4: run the pre-registered protocol and regenerate its results table.
+
+The protocol (arms, seeds, recipe, splits, metric, analysis) is ``docs/experiments/table3_protocol.md``; this
+script is its executable form. Two subcommands:
+
+    python scripts/table3.py run    --world data/world --runs runs/table3 --jobs 2
+    python scripts/table3.py report --world data/world --runs runs/table3 \\
+        --out docs/experiments/table3_results.md --figure docs/img/table3_differences.png
+
+``run`` executes every task not yet finished (resumable: kill it and start it again), ``--jobs`` at a time, each
+a ``nice``d subprocess at one thread, in an order that completes whole seeds first, so a partial run still has
+every arm of the seeds it reached. Tasks per seed s:
+
+    instance              isvos-lite train --stage instance (once; shared by every arm and seed that uses it)
+    train-<arm>-s         isvos-lite train --stage main [--init-instance instance-s]
+    eval-<arm>-s-<split>  isvos-lite eval (official-equivalent J&F, per-sequence CSV)
+    qe-health-s           isvos-lite qe-health on the full model (flattened-map J&F on val and lookalike)
+
+``report`` reads the per-sequence CSVs and writes the table in the protocol's form: per arm and split the mean
+J&F over seeds (and each seed's value), and for each pre-registered comparison the per-video paired difference
+pooled over seeds with a 95 % bootstrap confidence interval (videos resampled, 10,000 resamples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# --- the protocol (keep in step with docs/experiments/table3_protocol.md) ------------------------------------------
+SEEDS = (0, 1, 2)
+INSTANCE_ITERS = 2500          # one instance stage, seed 0, shared by every seed (amendment 1)
+INSTANCE_SEED = 0
+MAIN_ITERS = 320
+SPLITS = ("val", "lookalike", "heldout")
+# arm -> (extra train options, uses the instance stage)
+ARMS: dict[str, tuple[list[str], bool]] = {
+    "full": ([], True),
+    "no_qe": (["--no-query-enhancement"], True),
+    "no_mpf": (["--no-multi-path-fusion"], True),
+    "no_qe_mpf": (["--no-query-enhancement", "--no-multi-path-fusion"], True),
+    "full_no_instance_stage": ([], False),
+}
+ARM_LABELS = {
+    "full": "ISVOS (QE + MPF, instance stage)",
+    "no_qe": "w/o QE",
+    "no_mpf": "w/o MPF",
+    "no_qe_mpf": "w/o QE & MPF",
+    "full_no_instance_stage": "ISVOS w/o instance stage (Table 4)",
+}
+# (a, b, question): the paired difference a - b, per video
+COMPARISONS = (
+    ("full", "no_qe", "does QE help (with MPF)?"),
+    ("no_mpf", "no_qe_mpf", "does QE help (without MPF)?"),
+    ("full", "no_mpf", "does MPF help (with QE)?"),
+    ("no_qe", "no_qe_mpf", "does MPF help (without QE)?"),
+    ("full", "no_qe_mpf", "do QE and MPF together help?"),
+    ("full", "full_no_instance_stage", "does the instance stage help (Table 4)?"),
+)
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+# --- running -----------------------------------------------------------------------------------------------------
+@dataclass
+class Task:
+    name: str
+    command: list[str]
+    done_marker: Path
+    needs: list[str] = field(default_factory=list)
+
+
+def cli(*args: str) -> list[str]:
+    return ["nice", "-n", "10", sys.executable, "-m", "isvos_lite.cli", *args]
+
+
+def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
+    tasks: list[Task] = []
+    instance_dir = runs / "instance"
+    tasks.append(Task(
+        "instance",
+        cli("train", "--preset", "lite", "--data", str(world), "--out", str(instance_dir), "--stage", "instance",
+            "--instance-iters", str(INSTANCE_ITERS), "--seed", str(INSTANCE_SEED), "--threads", "1", "--quiet",
+            "--val-every", "500", "--val-instance-images", "200", "--checkpoint-every", "100"),
+        instance_dir / "model.safetensors"))
+    # the arms without the instance stage first: they can run while the instance stage trains
+    ordered_arms = sorted(ARMS, key=lambda arm: ARMS[arm][1])
+    for seed in seeds:
+        for arm in ordered_arms:
+            options, uses_instance = ARMS[arm]
+            train_dir = runs / f"{arm}-{seed}"
+            command = cli("train", "--preset", "lite", "--data", str(world), "--out", str(train_dir), "--stage", "main",
+                          "--main-iters", str(MAIN_ITERS), "--seed", str(seed), "--threads", "1", "--quiet",
+                          "--val-every", str(MAIN_ITERS), "--checkpoint-every", "80", *options)
+            needs = []
+            if uses_instance:
+                command += ["--init-instance", str(instance_dir / "model.safetensors")]
+                needs.append("instance")
+            tasks.append(Task(f"train-{arm}-{seed}", command, train_dir / "model.safetensors", needs))
+            for split in SPLITS:
+                eval_dir = runs / "eval" / f"{arm}-{seed}" / split
+                tasks.append(Task(
+                    f"eval-{arm}-{seed}-{split}",
+                    cli("eval", "--checkpoint", str(train_dir / "model.safetensors"), "--davis", str(world),
+                        "--split", split, "--out", str(eval_dir), "--workers", "1", "--threads", "1"),
+                    eval_dir / f"per-sequence_results-{split}.csv", [f"train-{arm}-{seed}"]))
+        qe_out = runs / "qe_health" / f"full-{seed}.json"
+        tasks.append(Task(
+            f"qe-health-{seed}",
+            cli("qe-health", "--checkpoint", str(runs / f"full-{seed}" / "model.safetensors"), "--davis", str(world),
+                "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
+            qe_out, [f"train-full-{seed}"]))
+    return tasks
+
+
+def run_task(task: Task, logs: Path) -> tuple[str, int, float]:
+    logs.mkdir(parents=True, exist_ok=True)
+    command = list(task.command)
+    train_out = None
+    if "train" in command:
+        train_out = Path(command[command.index("--out") + 1])
+        if (train_out / "checkpoints" / "latest.json").exists():
+            command.append("--resume")                      # continue an interrupted training
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    start = time.time()
+    with open(logs / f"{task.name}.log", "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return task.name, code, time.time() - start
+
+
+def is_done(task: Task) -> bool:
+    if not task.done_marker.exists():
+        return False
+    if task.name.startswith(("train-", "instance")):
+        meta = json.loads(task.done_marker.with_suffix(".json").read_text()).get("meta", {})
+        wanted = "instance" if task.name == "instance" else "main"
+        return meta.get("stage") == wanted
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    world, runs = Path(args.world), Path(args.runs)
+    tasks = plan_tasks(world, runs, args.seeds)
+    by_name = {t.name: t for t in tasks}
+    finished = {t.name for t in tasks if is_done(t)}
+    failed: set[str] = set()
+    print(f"{len(tasks)} tasks, {len(finished)} already done", flush=True)
+    running: dict = {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        while True:
+            ready = [t for t in tasks if t.name not in finished | failed | set(running)
+                     and all(n in finished for n in t.needs) and not any(n in failed for n in t.needs)]
+            while ready and len(running) < args.jobs:
+                task = ready.pop(0)
+                print(f"[{time.strftime('%H:%M:%S')}] start {task.name}", flush=True)
+                running[task.name] = pool.submit(run_task, task, runs / "logs")
+            if not running:
+                break
+            done, _ = wait(list(running.values()), return_when=FIRST_COMPLETED)
+            for future in done:
+                name, code, seconds = future.result()
+                del running[name]
+                ok = code == 0 and is_done(by_name[name])
+                (finished if ok else failed).add(name)
+                print(f"[{time.strftime('%H:%M:%S')}] {'done' if ok else 'FAILED'} {name} in {seconds / 60:.1f} min "
+                      f"({len(finished)}/{len(tasks)})", flush=True)
+    if failed:
+        print(f"failed: {sorted(failed)}; see {runs / 'logs'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- reporting ---------------------------------------------------------------------------------------------------
+def per_video_jf(csv_path: Path) -> dict[str, float]:
+    """{video: J&F in percent} from a per-sequence CSV (rows "<video>_<object id>", J-Mean, F-Mean in [0, 1])."""
+    scores: dict[str, list[float]] = {}
+    with open(csv_path) as f:
+        for row in csv.DictReader(f):
+            video = row["Sequence"].rsplit("_", 1)[0]
+            scores.setdefault(video, []).append(50.0 * (float(row["J-Mean"]) + float(row["F-Mean"])))
+    return {video: float(np.mean(values)) for video, values in scores.items()}
+
+
+def object_mean_jf(csv_path: Path) -> float:
+    """The split's J&F as the official global table reports it: the mean over all objects of (J + F) / 2."""
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    return float(np.mean([50.0 * (float(r["J-Mean"]) + float(r["F-Mean"])) for r in rows]))
+
+
+def load_results(runs: Path, seeds) -> dict:
+    """results[arm][seed][split] = {"jf": object-mean J&F, "videos": {video: J&F}} for every finished evaluation."""
+    results: dict = {}
+    for arm in ARMS:
+        for seed in seeds:
+            for split in SPLITS:
+                path = runs / "eval" / f"{arm}-{seed}" / split / f"per-sequence_results-{split}.csv"
+                if path.exists():
+                    results.setdefault(arm, {}).setdefault(seed, {})[split] = {
+                        "jf": object_mean_jf(path), "videos": per_video_jf(path)}
+    return results
+
+
+def paired_difference(results: dict, a: str, b: str, split: str, seeds, rng: np.random.Generator) -> dict | None:
+    """Mean per-video difference a - b pooled over the seeds both arms have, with a video-bootstrap 95 % CI."""
+    both = [s for s in seeds if split in results.get(a, {}).get(s, {}) and split in results.get(b, {}).get(s, {})]
+    if not both:
+        return None
+    videos = sorted(set.intersection(*[set(results[a][s][split]["videos"]) & set(results[b][s][split]["videos"])
+                                       for s in both]))
+    diff = np.array([[results[a][s][split]["videos"][v] - results[b][s][split]["videos"][v] for v in videos]
+                     for s in both])                                     # (seeds, videos)
+    per_video = diff.mean(axis=0)                                        # seeds pooled: (videos,)
+    picks = rng.integers(0, len(videos), size=(BOOTSTRAP_RESAMPLES, len(videos)))
+    boot = per_video[picks].mean(axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"mean": float(per_video.mean()), "low": float(low), "high": float(high), "seeds": len(both),
+            "videos": len(videos), "per_seed": [float(d.mean()) for d in diff],
+            "wins": int((per_video > 0).sum()), "losses": int((per_video < 0).sum())}
+
+
+def verdict(d: dict) -> str:
+    if d["low"] > 0:
+        return "helps (CI above 0)"
+    if d["high"] < 0:
+        return "hurts (CI below 0)"
+    return "not distinguishable from 0"
+
+
+def report(args: argparse.Namespace) -> int:
+    runs = Path(args.runs)
+    seeds = args.seeds
+    results = load_results(runs, seeds)
+    rng = np.random.default_rng(0)
+    lines = ["# Teaching-scale Table 3 / Table 4: results", "",
+             "Generated by `python scripts/table3.py report` from the evaluation folders of "
+             f"`python scripts/table3.py run` (protocol: [table3_protocol.md](table3_protocol.md)). "
+             "Every arm and seed that finished is listed; nothing is left out.", ""]
+    counts = {arm: sum(len(results.get(arm, {}).get(s, {})) for s in seeds) for arm in ARMS}
+    expected = len(seeds) * len(SPLITS)
+    missing = [f"{arm} ({counts[arm]}/{expected} seed-split evaluations)" for arm in ARMS if counts[arm] < expected]
+    if missing:
+        lines += ["**Incomplete:** " + "; ".join(missing) + ".", ""]
+    lines += ["## J&F per arm (official-equivalent DAVIS 2017 J&F, %, mean over objects of the split)", "",
+              "| arm | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
+    for arm in ARMS:
+        cells = []
+        for split in SPLITS:
+            values = [results[arm][s][split]["jf"] for s in seeds if split in results.get(arm, {}).get(s, {})]
+            if not values:
+                cells.append("—")
+                continue
+            spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+            cells.append(f"**{np.mean(values):.1f}**{spread} ({', '.join(f'{v:.1f}' for v in values)})")
+        lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: mean over seeds ± standard deviation over seeds (each seed's value, seeds "
+              f"{', '.join(map(str, seeds))}).", "",
+              "## Pre-registered comparisons: per-video paired differences, seeds pooled", "",
+              "| comparison | question | " + " | ".join(SPLITS) + " |", "|---|---|" + "---|" * len(SPLITS)]
+    summary = {}
+    for a, b, question in COMPARISONS:
+        cells = []
+        for split in SPLITS:
+            d = paired_difference(results, a, b, split, seeds, rng)
+            summary[f"{a}-{b}-{split}"] = d
+            cells.append("—" if d is None else
+                         f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {verdict(d)}; "
+                         f"{d['wins']}/{d['videos']} videos better, {d['seeds']} seeds")
+        lines.append(f"| {ARM_LABELS[a]} − {ARM_LABELS[b]} | {question} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: mean of the per-video J&F difference (each video's difference averaged over the seeds "
+              "both arms have) [95 % bootstrap CI over videos, "
+              f"{BOOTSTRAP_RESAMPLES:,} resamples]; the verdict follows the protocol's rule: an effect is claimed "
+              "only when the CI excludes 0.", ""]
+    qe_rows = []
+    for seed in seeds:
+        path = runs / "qe_health" / f"full-{seed}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            for split, entry in data["splits"].items():
+                qe_rows.append(f"| {seed} | {split} | {100 * entry['qe_saturated']:.1f} % | "
+                               f"{entry['qe_map_correlation']:.3f} | {entry['qe_mask_agreement']:.3f} | "
+                               f"{entry['jf']:.2f} | {entry['jf_flattened']:.2f} | {entry['delta_jf']:+.2f} |")
+    if qe_rows:
+        lines += ["## QE health of the full model (`isvos-lite qe-health`)", "",
+                  "| seed | split | saturated | map-map correlation | map-own-mask agreement | J&F | J&F, maps "
+                  "flattened | Δ |", "|---|---|---|---|---|---|---|---|", *qe_rows, "",
+                  "J&F here is the training-validation scorer (same protocol as the official one, all videos).", ""]
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    (out.with_suffix(".json")).write_text(json.dumps({"results": {a: {str(s): {sp: v["jf"] for sp, v in d.items()}
+                                                                     for s, d in r.items()} for a, r in results.items()},
+                                                      "comparisons": summary}, indent=1))
+    print(text)
+    if args.figure:
+        plot_differences(summary, Path(args.figure))
+    return 0
+
+
+def plot_differences(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.6), sharey=True)
+    for ax, split in zip(axes, SPLITS):
+        labels, means, lows, highs = [], [], [], []
+        for a, b, _ in COMPARISONS:
+            d = summary.get(f"{a}-{b}-{split}")
+            if d is None:
+                continue
+            labels.append(f"{ARM_LABELS[a].split(' (')[0]}\n− {ARM_LABELS[b].split(' (')[0]}")
+            means.append(d["mean"]), lows.append(d["low"]), highs.append(d["high"])
+        y = np.arange(len(labels))
+        ax.errorbar(means, y, xerr=[np.subtract(means, lows), np.subtract(highs, means)], fmt="o", capsize=3)
+        ax.axvline(0, color="gray", linewidth=1)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_title(f"{split}: paired ΔJ&F, 95 % CI")
+        ax.set_xlabel("J&F difference (points)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "report"):
+        p = sub.add_parser(name)
+        p.add_argument("--world", default="data/world", help="the teaching world (isvos-lite toy-data --seed 0)")
+        p.add_argument("--runs", default="runs/table3", help="folder of the runs")
+        p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+        if name == "run":
+            p.add_argument("--jobs", type=int, default=2, help="tasks at a time (one thread each)")
+        else:
+            p.add_argument("--out", default="docs/experiments/table3_results.md")
+            p.add_argument("--figure", default=None, help="also plot the paired differences to this PNG")
+    args = parser.parse_args()
+    return run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
