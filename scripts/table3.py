@@ -110,7 +110,7 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                 tasks.append(Task(
                     f"eval-{arm}-{seed}-{split}",
                     cli("eval", "--checkpoint", str(train_dir / "model.safetensors"), "--davis", str(world),
-                        "--split", split, "--out", str(eval_dir), "--workers", "1", "--threads", "1"),
+                        "--split", split, "--out", str(eval_dir), "--workers", "1"),
                     eval_dir / f"per-sequence_results-{split}.csv", [f"train-{arm}-{seed}"]))
         qe_out = runs / "qe_health" / f"full-{seed}.json"
         tasks.append(Task(

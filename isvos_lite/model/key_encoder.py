@@ -23,9 +23,11 @@ Paper, step by step, and how this file reads it:
                   values were above 0.9 and the N maps were one map repeated (pairwise correlation 0.99);
                   there the sigmoid passes no gradient and the L2 matching of Eq. (3) ignores an offset shared
                   by all keys, so replacing every map by its spatial mean changed nothing (issue 10). Normalising
-                  both factors removes the norm growth that drives the drift, and the bound keeps it out of
-                  saturation by construction. The literal form stays available so that a student can watch
-                  the failure (notebook 05).
+                  both factors removes the norm growth that drives the drift, the bound keeps the logits from
+                  running away (|logit| <= tau_max), and centring the queries (subtracting their mean over the
+                  N queries) stops a direction that all queries share from making the N maps copies of one map
+                  (a pilot: map-map correlation 0.99 without centring, 0.48 with it; docs/DESIGN_NOTES.md).
+                  The literal form stays available so that a student can watch the failure (notebook 05).
    Training adds an auxiliary term (``qe_alignment_loss``, weight ``TrainConfig.qe_align_weight``): each map's
    logits are pulled towards its own query's predicted instance mask (detached, pooled to stride 16), weighted
    by the query's objectness, which keeps the N maps instance-specific instead of N copies of one foreground
