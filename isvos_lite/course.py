@@ -137,7 +137,7 @@ def teaching_checkpoint(variant: str = "full") -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"the teaching checkpoint {path} is missing. It ships with the repository (git checkout -- checkpoints/); "
-            f"to re-create it run the command in checkpoints/README.md (about 25 min on 2 CPU cores)")
+            f"to re-create it run the commands in checkpoints/README.md (about 25 min of instance stage, then about 8 min per model, on 2 CPU cores)")
     return path
 
 

@@ -118,7 +118,10 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
             cli("qe-health", "--checkpoint", str(runs / f"full-{seed}" / "model.safetensors"), "--davis", str(world),
                 "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
             qe_out, [f"train-full-{seed}"]))
-    return tasks
+    # the QE health of the first seed's full model (the shipped one) comes with its seed; the others after every
+    # arm of every seed, so that a run cut short still has the whole table for the seeds it reached
+    later = [t for t in tasks if t.name.startswith("qe-health-") and t.name != f"qe-health-{seeds[0]}"]
+    return [t for t in tasks if t not in later] + later
 
 
 def run_task(task: Task, logs: Path) -> tuple[str, int, float]:

@@ -40,7 +40,7 @@ def require_pycocotools():
         from pycocotools.cocoeval import COCOeval
     except ImportError as err:
         raise RuntimeError("instance AP needs pycocotools, which is not installed: `pip install pycocotools` "
-                           "(or install isvos-lite with the [coco] extra: `pip install -e .[coco]`)") from err
+                           "(a dependency of isvos-lite: reinstall it with `pip install -e .`)") from err
     return COCO, COCOeval, mask_utils
 
 

@@ -102,7 +102,7 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("iteration")
         ax.set_title("query-enhancement health (EKE maps)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     try:
