@@ -28,6 +28,10 @@ Paper, step by step, and how this file reads it:
                   N queries) stops a direction that all queries share from making the N maps copies of one map
                   (a pilot: map-map correlation 0.99 without centring, 0.48 with it; docs/DESIGN_NOTES.md).
                   The literal form stays available so that a student can watch the failure (notebook 05).
+                  Measured on the shipped checkpoints (docs/DESIGN_NOTES.md §1): the maps no longer saturate,
+                  but the key projection still ignores them (flattening them costs < 0.2 J&F), as it does for
+                  the literal form trained the same way: this keeps the maps healthy, it does not yet make
+                  query enhancement matter.
    Training adds an auxiliary term (``qe_alignment_loss``, weight ``TrainConfig.qe_align_weight``): each map's
    logits are pulled towards its own query's predicted instance mask (detached, pooled to stride 16), weighted
    by the query's objectness, which keeps the N maps instance-specific instead of N copies of one foreground
