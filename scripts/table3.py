@@ -278,12 +278,15 @@ def report(args: argparse.Namespace) -> int:
             summary[f"{a}-{b}-{split}"] = d
             cells.append("—" if d is None else
                          f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {verdict(d)}; "
-                         f"{d['wins']}/{d['videos']} videos better, {d['seeds']} seeds")
+                         f"{d['wins']}/{d['videos']} videos better; per seed "
+                         + ", ".join(f"{v:+.1f}" for v in d["per_seed"]))
         lines.append(f"| {ARM_LABELS[a]} − {ARM_LABELS[b]} | {question} | " + " | ".join(cells) + " |")
     lines += ["", "Cells: mean of the per-video J&F difference (each video's difference averaged over the seeds "
               "both arms have) [95 % bootstrap CI over videos, "
               f"{BOOTSTRAP_RESAMPLES:,} resamples]; the verdict follows the protocol's rule: an effect is claimed "
-              "only when the CI excludes 0.", ""]
+              "only when the CI excludes 0. The CI resamples videos with the seeds averaged, so it does not contain the "
+              "seed-to-seed spread of training; the per-seed means show that spread (an effect whose per-seed means "
+              "disagree in sign is fragile whatever its CI).", ""]
     qe_rows = []
     for seed in seeds:
         path = runs / "qe_health" / f"full-{seed}.json"
