@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 
 from isvos_lite.data import augment as A
 from isvos_lite.data.shapes import SHAPE_CATEGORIES, random_texture_spec, render_background, render_texture, unit_outline
+from isvos_lite.data.world import fill_polygon, polygon_roi
 
 __all__ = [
     "InstanceStreamConfig",
@@ -189,24 +190,6 @@ def sample_instances(config: InstanceStreamConfig, rng: np.random.Generator) -> 
     return specs
 
 
-def _roi(polygon: np.ndarray, height: int, width: int):
-    x0 = max(int(np.floor(polygon[:, 0].min())) - 1, 0)
-    y0 = max(int(np.floor(polygon[:, 1].min())) - 1, 0)
-    x1 = min(int(np.ceil(polygon[:, 0].max())) + 2, width)
-    y1 = min(int(np.ceil(polygon[:, 1].max())) + 2, height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
-def _fill(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
-    x0, y0, x1, y1 = roi
-    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    pts = np.round((polygon - [x0, y0]) * 16).astype(np.int32)[None]      # 4 fractional bits
-    cv2.fillPoly(canvas, pts, 255, lineType=cv2.LINE_AA if antialiased else cv2.LINE_8, shift=4)
-    return canvas
-
-
 def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *, return_specs: bool = False):
     """One image of the stream; a pure function of ``(seed, index)``.
 
@@ -227,12 +210,12 @@ def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *
     for i in order:
         spec = specs[i]
         polygon = spec.outline()
-        roi = _roi(polygon, h, w)
+        roi = polygon_roi(polygon, h, w)
         if roi is None:
             continue
         x0, y0, x1, y1 = roi
-        hard = _fill(polygon, roi, antialiased=False) > 0
-        alpha = _fill(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
+        hard = fill_polygon(polygon, roi, antialiased=False) > 0
+        alpha = fill_polygon(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
         # the tile must cover the polygon (pixels of the ROI outside it are reflections under alpha = 0)
         reach = float(np.sqrt(((polygon - np.asarray(spec.centre)) ** 2).sum(axis=1).max()))
         size = 2 * int(np.ceil(reach)) + 6

@@ -222,10 +222,10 @@ def _object_mask(obj: ObjectSpec, t: int, height: int, width: int) -> np.ndarray
     """(H, W) bool: the pixels object ``obj`` covers at frame t (ignoring occlusion)."""
     mask = np.zeros((height, width), dtype=bool)
     polygon = obj.outline(t, height, width)
-    roi = _object_roi(polygon, height, width)
+    roi = polygon_roi(polygon, height, width)
     if roi is not None:
         x0, y0, x1, y1 = roi
-        mask[y0:y1, x0:x1] = _fill(polygon, roi, antialiased=False) > 0
+        mask[y0:y1, x0:x1] = fill_polygon(polygon, roi, antialiased=False) > 0
     return mask
 
 
@@ -401,7 +401,8 @@ def _lookalikes_are_fair(spec: VideoSpec) -> bool:
 # rendering
 # --------------------------------------------------------------------------------------
 
-def _object_roi(polygon: np.ndarray, height: int, width: int) -> tuple[int, int, int, int] | None:
+def polygon_roi(polygon: np.ndarray, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The (x0, y0, x1, y1) pixel box around a (P, 2) polygon, clipped to the frame; None when it is outside."""
     x0 = max(int(np.floor(polygon[:, 0].min())) - 1, 0)
     y0 = max(int(np.floor(polygon[:, 1].min())) - 1, 0)
     x1 = min(int(np.ceil(polygon[:, 0].max())) + 2, width)
@@ -411,7 +412,8 @@ def _object_roi(polygon: np.ndarray, height: int, width: int) -> tuple[int, int,
     return x0, y0, x1, y1
 
 
-def _fill(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
+def fill_polygon(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
+    """(y1 - y0, x1 - x0) uint8 mask of the polygon inside ``roi`` (255 inside; anti-aliased edges if asked)."""
     x0, y0, x1, y1 = roi
     canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
     pts = np.round((polygon - [x0, y0]) * 16).astype(np.int32)[None]      # 4 fractional bits
@@ -426,11 +428,11 @@ def render_labels(spec: VideoSpec, t: int) -> np.ndarray:
         if t < obj.appear_frame:
             continue
         polygon = obj.outline(t, spec.height, spec.width)
-        roi = _object_roi(polygon, spec.height, spec.width)
+        roi = polygon_roi(polygon, spec.height, spec.width)
         if roi is None:
             continue
         x0, y0, x1, y1 = roi
-        hard = _fill(polygon, roi, antialiased=False) > 0
+        hard = fill_polygon(polygon, roi, antialiased=False) > 0
         labels[y0:y1, x0:x1][hard] = obj.object_id if obj.annotated else 0
     return labels
 
@@ -467,12 +469,12 @@ class _VideoRenderer:
             if t < obj.appear_frame:
                 continue
             polygon = obj.outline(t, h, w)
-            roi = _object_roi(polygon, h, w)
+            roi = polygon_roi(polygon, h, w)
             if roi is None:
                 continue
             x0, y0, x1, y1 = roi
-            hard = _fill(polygon, roi, antialiased=False) > 0
-            alpha = _fill(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
+            hard = fill_polygon(polygon, roi, antialiased=False) > 0
+            alpha = fill_polygon(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
             texture, centre = self.textures[obj.object_id]
             pos, angle, scale = obj.pose(t, h, w)
             # texture -> frame: rotate and scale about the texture centre, move to the object centre (ROI coords)
