@@ -273,7 +273,6 @@ def test_instance_stage_trains_the_is_branch_alone_and_initialises_any_variant(t
     from isvos_lite.checkpoint import load_instance_branch
     variant = ISVOS(get_preset("tiny", query_enhancement=False))
     assert load_instance_branch(tmp_path / "is" / "model.safetensors", variant)["loaded"] > 0
-    source = ISVOS(get_preset("tiny"))
     from isvos_lite.checkpoint import load_checkpoint
     source = load_checkpoint(tmp_path / "is" / "model.safetensors")
     for name, tensor in variant.state_dict().items():
@@ -306,21 +305,28 @@ def test_joint_objective_adds_the_qe_alignment_term_only_with_query_enhancement(
 
 
 def test_one_scale_crops_keep_object_sizes(tiny_world):
-    """With scale_jitter (1, 1) a crop is a window of the frame at its own resolution: pixels are copied, not resized."""
-    from isvos_lite.data.vos_dataset import VOSClipDataset
+    """One-scale crops keep the frame's resolution (zoom in the jitter range, window inside the frame); the
+    references' RandomResizedCrop enlarges objects. A VOS clip crop shows objects no larger than in the video."""
     import numpy as np
-    plain = VOSClipDataset(tiny_world, "train", num_frames=2, max_objects=2, crop_size=32, scale_jitter=(1.0, 1.0))
-    torch.manual_seed(0)
-    item = plain[0]
-    frames = item["frames"]                               # (T, 3, 32, 32)
-    assert frames.shape[-2:] == (32, 32)
-    # the number of object pixels in the crop is at most what the frame has: no enlargement
-    labels = item["labels"]
-    frame_area = 64 * 96
-    assert int((labels > 0).sum()) <= 2 * frame_area
     from isvos_lite.data import augment as A
+    from isvos_lite.data.sequences import davis_sequences
+    from isvos_lite.data.vos_dataset import VOSClipDataset
     rng = np.random.default_rng(0)
-    m = A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (1.0, 1.0))
-    assert m[0, 0] == pytest.approx(1.0) and m[1, 1] == pytest.approx(1.0)
-    m = A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (0.8, 1.25))
-    assert 0.8 <= m[0, 0] <= 1.25
+    for _ in range(50):
+        m = A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (1.0, 1.0))
+        assert m[0, 0] == pytest.approx(1.0) and m[1, 1] == pytest.approx(1.0)
+        x_offset = 0.5 * m[0, 0] - 0.5 - m[0, 2]                       # window start, frame pixels
+        assert -1e-9 <= x_offset <= 96 - 32 + 1e-9
+        assert 0.8 <= A.native_scale_crop_matrix(rng, (64, 96), (32, 32), (0.8, 1.25))[0, 0] <= 1.25
+    resized = [A.random_resized_crop_matrix(rng, (64, 96), (32, 32))[0, 0] for _ in range(50)]
+    assert max(resized) - min(resized) > 0.2 and max(resized) < 0.9      # many scales, none of them 1
+
+    largest = max(int((davis_sequences(tiny_world, "train")[0].read_gt(i) > 0).sum())
+                  for i in range(len(davis_sequences(tiny_world, "train")[0])))
+    clips = VOSClipDataset(tiny_world, "train", num_frames=2, max_objects=2, crop_size=32, scale_jitter=(1.0, 1.0),
+                           names=[davis_sequences(tiny_world, "train")[0].name])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        item = clips[0]
+        assert item["frames"].shape[-2:] == (32, 32)
+        assert int((item["labels"] > 0).sum(dim=(1, 2)).max()) <= largest * 1.1    # not enlarged

@@ -39,14 +39,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from isvos_lite.data import augment as A
 from isvos_lite.data.shapes import SHAPE_CATEGORIES, random_texture_spec, render_background, render_texture, unit_outline
-from isvos_lite.data.world import fill_polygon, polygon_roi
+from isvos_lite.data.world import paint_textured_polygon, polygon_roi
 
 __all__ = [
     "InstanceStreamConfig",
@@ -210,12 +209,8 @@ def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *
     for i in order:
         spec = specs[i]
         polygon = spec.outline()
-        roi = polygon_roi(polygon, h, w)
-        if roi is None:
+        if polygon_roi(polygon, h, w) is None:
             continue
-        x0, y0, x1, y1 = roi
-        hard = fill_polygon(polygon, roi, antialiased=False) > 0
-        alpha = fill_polygon(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
         # the tile must cover the polygon (pixels of the ROI outside it are reflections under alpha = 0)
         reach = float(np.sqrt(((polygon - np.asarray(spec.centre)) ** 2).sum(axis=1).max()))
         size = 2 * int(np.ceil(reach)) + 6
@@ -224,15 +219,7 @@ def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *
         if tile is None or tile.shape[0] < size:
             tile = render_texture(spec.texture, size)
             textures[key] = tile
-        centre = (tile.shape[0] - 1) / 2
-        c, s = np.cos(spec.angle), np.sin(spec.angle)
-        tx = spec.centre[0] - x0 - (c * centre - s * centre)
-        ty = spec.centre[1] - y0 - (s * centre + c * centre)
-        warp = np.array([[c, -s, tx], [s, c, ty]], dtype=np.float32)
-        patch = cv2.warpAffine(tile, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        region = image[y0:y1, x0:x1]
-        image[y0:y1, x0:x1] = region * (1 - alpha) + patch * alpha
+        (x0, y0, x1, y1), hard = paint_textured_polygon(image, polygon, tile, spec.centre, spec.angle)
         raw[y0:y1, x0:x1][hard] = i + 1
     image = np.clip(image * gains, 0, 255).astype(np.uint8)
 

@@ -421,6 +421,33 @@ def fill_polygon(polygon: np.ndarray, roi, antialiased: bool) -> np.ndarray:
     return canvas
 
 
+def paint_textured_polygon(image: np.ndarray, polygon: np.ndarray, tile: np.ndarray, centre: tuple[float, float],
+                           angle: float, scale: float = 1.0) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Draw one object in place: ``tile`` (S, S, 3), rotated by ``angle`` and scaled about its own centre, moved to
+    ``centre`` (x, y), alpha-blended into ``image`` (H, W, 3) float32 inside the anti-aliased ``polygon``.
+
+    Returns (roi, hard) — the ROI box and the (y1 - y0, x1 - x0) bool hard mask for the label map — or None when the
+    polygon lies outside the frame.
+    """
+    roi = polygon_roi(polygon, image.shape[0], image.shape[1])
+    if roi is None:
+        return None
+    x0, y0, x1, y1 = roi
+    hard = fill_polygon(polygon, roi, antialiased=False) > 0
+    alpha = fill_polygon(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
+    mid = (tile.shape[0] - 1) / 2
+    # tile -> frame: rotate and scale about the tile centre, move to the object centre (ROI coordinates)
+    c, s = np.cos(angle) * scale, np.sin(angle) * scale
+    tx = centre[0] - x0 - (c * mid - s * mid)
+    ty = centre[1] - y0 - (s * mid + c * mid)
+    warp = np.array([[c, -s, tx], [s, c, ty]], dtype=np.float32)
+    patch = cv2.warpAffine(tile, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    region = image[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] = region * (1 - alpha) + patch * alpha
+    return roi, hard
+
+
 def render_labels(spec: VideoSpec, t: int) -> np.ndarray:
     """(H, W) uint8 object ids at frame t (the top-most object wins; unannotated objects write 0)."""
     labels = np.zeros((spec.height, spec.width), dtype=np.uint8)
@@ -468,24 +495,12 @@ class _VideoRenderer:
         for obj in sorted(spec.objects, key=lambda o: o.z):
             if t < obj.appear_frame:
                 continue
-            polygon = obj.outline(t, h, w)
-            roi = polygon_roi(polygon, h, w)
-            if roi is None:
-                continue
-            x0, y0, x1, y1 = roi
-            hard = fill_polygon(polygon, roi, antialiased=False) > 0
-            alpha = fill_polygon(polygon, roi, antialiased=True).astype(np.float32)[..., None] / 255.0
-            texture, centre = self.textures[obj.object_id]
+            texture, _ = self.textures[obj.object_id]
             pos, angle, scale = obj.pose(t, h, w)
-            # texture -> frame: rotate and scale about the texture centre, move to the object centre (ROI coords)
-            c, s = np.cos(angle) * scale, np.sin(angle) * scale
-            tx = pos[0] - x0 - (c * centre - s * centre)
-            ty = pos[1] - y0 - (s * centre + c * centre)
-            warp = np.array([[c, -s, tx], [s, c, ty]], dtype=np.float32)
-            patch = cv2.warpAffine(texture, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            region = image[y0:y1, x0:x1]
-            image[y0:y1, x0:x1] = region * (1 - alpha) + patch * alpha
+            painted = paint_textured_polygon(image, obj.outline(t, h, w), texture, (pos[0], pos[1]), angle, scale)
+            if painted is None:
+                continue
+            (x0, y0, x1, y1), hard = painted
             labels[y0:y1, x0:x1][hard] = obj.object_id if obj.annotated else 0   # look-alikes are background
         gains, light_freq, light_phase = spec.light
         gain = 1.0 + np.array(gains, dtype=np.float32) * np.sin(light_freq * t + light_phase)
