@@ -21,12 +21,11 @@ def count_parameters(model) -> dict:
     for name, _, _ in COMPONENTS:
         module = getattr(model, name)
         rows[name] = sum(p.numel() for p in module.parameters())
-    head = model.transformer_decoder
-    training_only = 0
-    if hasattr(head, "class_embed"):
-        training_only = sum(p.numel() for p in head.class_embed.parameters())
+    # the IS head's class layer (K+1 logits per query) is the only part unused at inference (§3.3);
+    # it lives in transformer_decoder.instance_head next to the mask MLP, which inference does use
+    class_embed = model.transformer_decoder.instance_head.class_embed
     rows["total"] = sum(p.numel() for p in model.parameters())
-    rows["training_only_class_head"] = training_only
+    rows["training_only_class_head"] = sum(p.numel() for p in class_embed.parameters())
     return rows
 
 
