@@ -122,11 +122,15 @@ class Sequence:
 
     # masks ------------------------------------------------------------------------------
     def _read_ids(self, path: Path) -> np.ndarray:
-        mask = read_mask(path)
+        if self.merge_objects:
+            # DAVIS 2016: one foreground = every non-zero pixel, as the scorer reads it. This accepts the original
+            # 2016 release's 0/255 greyscale masks as well as 2017 palette masks (whose ids are merged).
+            from isvos_lite.eval.scorer import read_annotation
+            mask = (read_annotation(path) != 0).astype(np.uint8)
+        else:
+            mask = read_mask(path)
         if mask.shape != tuple(self.size):
             check_same_size(np.empty(tuple(self.size) + (3,)), mask, self._frame_label(path), path)
-        if self.merge_objects:
-            mask = (mask > 0).astype(np.uint8)
         return mask
 
     def _frame_label(self, mask_path: Path) -> str:
