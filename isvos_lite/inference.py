@@ -11,8 +11,17 @@
   written since they appeared, their own "group"), ids need not be contiguous (mapped internally, mapped back);
 * any frame size: frames are padded to a multiple of 32 and unpadded; frames larger than ``max_internal_size``
   (short side) are processed at that size and the probabilities resized back bilinearly before the argmax;
-* optional test-time augmentation (Table 5): horizontal flip and several scales, each with its own memory,
-  probabilities averaged.
+* optional test-time augmentation (Table 5, "image scaling and vertical mirroring", following XMem): a horizontal
+  flip and several scales. "Vertical mirroring" in the paper is a mirror image about the vertical axis, i.e. a
+  left-right (horizontal) flip, as XMem's ``--flip`` (``torch.flip(dims=[-1])``). Each view has its own memory;
+  two ways to merge the views (``tta=``):
+
+  - ``"independent"`` (default; XMem's protocol, what Table 5 reproduces): every view is its own pass over the
+    video, its memory written from *its own* prediction, and only the output probabilities are averaged (after
+    un-flipping and resizing back). Identical to running one pass per view, saving the probabilities and averaging
+    them afterwards (XMem's ``--save_scores`` + ``merge_multi_scale.py``), in one loop;
+  - ``"online"``: every view's memory is written from the *averaged* prediction (an online ensemble: the views
+    correct one another while the video runs). Not what XMem or the paper do; kept as an option.
 
 ``segmenter.last`` (with ``record=True``) holds the internals of the last step for the visualisations:
 query key, affinity, readout F_mem, P features, instance queries (see ``StepInternals``).
@@ -169,7 +178,8 @@ class VideoSegmenter:
 
     def __init__(self, model, mem_every: int = 5, max_memory_frames: int = 16, top_k: int | None = 20,
                  device: str | torch.device | None = None, amp: bool = False, flip: bool = False,
-                 scales: tuple[float, ...] = (1.0,), max_internal_size: int | None = 480, record: bool = False):
+                 scales: tuple[float, ...] = (1.0,), max_internal_size: int | None = 480, record: bool = False,
+                 tta: str = "independent"):
         if mem_every < 1:
             raise ValueError(f"mem_every must be >= 1, got {mem_every}")
         if max_memory_frames < 1:
@@ -178,6 +188,10 @@ class VideoSegmenter:
             raise ValueError(f"top_k must be >= 1 or None (full softmax), got {top_k}")
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"scales must be positive, got {scales}")
+        if tta not in ("independent", "online"):
+            raise ValueError(f"tta must be 'independent' (XMem's protocol: one pass per view, probabilities averaged) "
+                             f"or 'online' (memory written from the averaged prediction), got {tta!r}")
+        self.tta = tta
         self.model = model.eval()
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
@@ -224,32 +238,28 @@ class VideoSegmenter:
                 self.object_ids.append(oid)
 
         scale = self._internal_scale(H, W)
-        views_probs = []
         amp_ctx = torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16) \
             if self.amp else nullcontext()
         with amp_ctx:
             encoded = [self._encode(stream, image, scale) for stream in self.streams]
-            predicted_any = False
-            for stream, enc in zip(self.streams, encoded):
-                known = self._objects_in_memory(stream)
-                if known > 0:
-                    views_probs.append(self._predict(stream, enc, known, H, W))
-                    predicted_any = True
-        O = self.num_objects
-        probs = torch.zeros(1 + O, H, W)
-        if predicted_any:
-            merged = torch.stack(views_probs).mean(0)                    # (1 + known, H, W)
-            probs[: merged.shape[0]] = merged
+            # one (1 + known, H, W) prediction per view at the original size (un-flipped, resized back), or None
+            # while nothing is in memory yet
+            view_probs = [self._predict(stream, enc, self._objects_in_memory(stream), H, W)
+                          if self._objects_in_memory(stream) > 0 else None
+                          for stream, enc in zip(self.streams, encoded)]
+        if self.tta == "online" or len(self.streams) == 1:
+            predicted = [p for p in view_probs if p is not None]
+            probs = self._complete(torch.stack(predicted).mean(0) if predicted else None, given, H, W)
+            stream_probs = [probs] * len(self.streams)                   # every memory from the averaged prediction
         else:
-            probs[0] = 1.0
-        if given:
-            probs = self._insert_given(probs, given)
+            stream_probs = [self._complete(p, given, H, W) for p in view_probs]   # each view on its own
+            probs = torch.stack(stream_probs).mean(0)                    # (1 + O, H, W) averaged afterwards
 
         is_memory = bool(given) or (self.frame_index - self.last_memory_frame >= self.mem_every)
         if is_memory:
             with amp_ctx:
-                for stream, enc in zip(self.streams, encoded):
-                    self._memorize(stream, enc, probs[1:], pinned=bool(set(given) - self._ids_in_memory(stream)))
+                for stream, enc, own in zip(self.streams, encoded, stream_probs):
+                    self._memorize(stream, enc, own[1:], pinned=bool(set(given) - self._ids_in_memory(stream)))
             self.last_memory_frame = self.frame_index
         if self.record and self.last is not None:
             self.last.is_memory_frame = is_memory
@@ -261,6 +271,15 @@ class VideoSegmenter:
         return lut[probs.argmax(0)].numpy()
 
     # -- helpers
+    def _complete(self, predicted: torch.Tensor | None, given: dict[int, torch.Tensor], H: int, W: int) -> torch.Tensor:
+        """(1 + known, H, W) prediction (or None: nothing predicted yet) -> (1 + O, H, W) with the given masks in."""
+        probs = torch.zeros(1 + self.num_objects, H, W)
+        if predicted is not None:
+            probs[: predicted.shape[0]] = predicted
+        else:
+            probs[0] = 1.0
+        return self._insert_given(probs, given) if given else probs
+
     def _parse_mask(self, mask, objects, H, W) -> dict[int, torch.Tensor]:
         m = mask_to_numpy(mask, name=f"mask of frame {self.frame_index}")
         if m.shape != (H, W):

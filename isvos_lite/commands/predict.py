@@ -29,9 +29,14 @@ def add_segmenter_arguments(parser) -> None:
                        help="FIFO memory size in frames, first frame always kept (default 16)")
     group.add_argument("--top-k", type=int, default=20,
                        help="memory matches kept per query pixel (default 20; 0 = full softmax)")
-    group.add_argument("--flip", action="store_true", help="average with the horizontally flipped video (Table 5)")
+    group.add_argument("--flip", action="store_true",
+                       help="average with the horizontally flipped video (Table 5's 'vertical mirroring')")
     group.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                        help="test-time scales to average, e.g. --scales 1.0 1.25 (Table 5; default 1.0)")
+    group.add_argument("--tta", choices=("independent", "online"), default="independent",
+                       help="how --flip / --scales views are merged: 'independent' (default; XMem's protocol, each "
+                            "view its own pass, probabilities averaged afterwards) or 'online' (every view's memory "
+                            "written from the averaged prediction)")
     group.add_argument("--max-internal-size", type=int, default=480,
                        help="frames with a larger short side are processed at this size and the masks resized "
                             "back (default 480; 0 = always full size)")
@@ -48,11 +53,14 @@ def segmenter_options(args) -> dict:
         raise ValueError(f"--max-internal-size must be >= 0 (0 = full size), got {args.max_internal_size}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return {
+    options = {
         "mem_every": args.mem_every, "max_memory_frames": args.max_memory_frames,
         "top_k": args.top_k or None, "flip": args.flip, "scales": tuple(args.scales),
         "max_internal_size": args.max_internal_size or None, "device": args.device, "amp": args.amp,
     }
+    if args.flip or len(args.scales) > 1:         # the merge only matters with several views
+        options["tta"] = args.tta
+    return options
 
 
 def internal_size_note(size: tuple[int, int], max_internal_size: int | None) -> str | None:
