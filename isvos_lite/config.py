@@ -52,6 +52,7 @@ class ModelConfig:
 
     # how the EKE injects the instance maps (§3.2; see isvos_lite/model/key_encoder.py):
     # "cosine" = bounded tau * cos(Q_g, q_vos) (ours, keeps the maps out of saturation) | "literal" = the text
+    # | "identity" = cosine maps, order-invariant map-weighted query content concatenated (ours, issue 10)
     qe_injection: str = "cosine"
     qe_tau_max: float = 4.0           # bound of the cosine injection's logits
 
@@ -67,8 +68,8 @@ class ModelConfig:
             raise ValueError(f"value_backbone_depth must be 18, 34 or 50, got {self.value_backbone_depth}")
         if self.backbone_norm not in ("frozen_bn", "bn"):
             raise ValueError(f"backbone_norm must be 'frozen_bn' or 'bn', got {self.backbone_norm!r}")
-        if self.qe_injection not in ("cosine", "literal"):
-            raise ValueError(f"qe_injection must be 'cosine' or 'literal', got {self.qe_injection!r}")
+        if self.qe_injection not in ("cosine", "literal", "identity"):
+            raise ValueError(f"qe_injection must be 'cosine', 'literal' or 'identity', got {self.qe_injection!r}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
         if len(self.decoder_dims) != 3:

@@ -49,6 +49,7 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "no_mpf": (["--no-multi-path-fusion"], True),
     "no_qe_mpf": (["--no-query-enhancement", "--no-multi-path-fusion"], True),
     "full_no_instance_stage": ([], False),
+    "full_identity": (["--qe-injection", "identity"], True),      # amendment 3
 }
 ARM_LABELS = {
     "full": "ISVOS (QE + MPF, instance stage)",
@@ -56,6 +57,7 @@ ARM_LABELS = {
     "no_mpf": "w/o MPF",
     "no_qe_mpf": "w/o QE & MPF",
     "full_no_instance_stage": "ISVOS w/o instance stage (Table 4)",
+    "full_identity": "ISVOS, identity injection (amendment 3)",
 }
 # (a, b, question): the paired difference a - b, per video
 COMPARISONS = (
@@ -65,7 +67,11 @@ COMPARISONS = (
     ("no_qe", "no_qe_mpf", "does MPF help (without QE)?"),
     ("full", "no_qe_mpf", "do QE and MPF together help?"),
     ("full", "full_no_instance_stage", "does the instance stage help (Table 4)?"),
+    ("full_identity", "no_qe", "does QE help with the identity injection? (amendment 3)"),
+    ("full_identity", "full", "identity vs cosine injection (amendment 3)"),
 )
+# the arms whose QE health is measured (flattened-map J&F): arm -> file stem under qe_health/
+QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity"}
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -112,15 +118,18 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                     cli("eval", "--checkpoint", str(train_dir / "model.safetensors"), "--davis", str(world),
                         "--split", split, "--out", str(eval_dir), "--workers", "1"),
                     eval_dir / f"per-sequence_results-{split}.csv", [f"train-{arm}-{seed}"]))
-        qe_out = runs / "qe_health" / f"full-{seed}.json"
-        tasks.append(Task(
-            f"qe-health-{seed}",
-            cli("qe-health", "--checkpoint", str(runs / f"full-{seed}" / "model.safetensors"), "--davis", str(world),
-                "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
-            qe_out, [f"train-full-{seed}"]))
+        for arm, stem in QE_HEALTH_ARMS.items():
+            qe_out = runs / "qe_health" / f"{stem}-{seed}.json"
+            name = f"qe-health-{seed}" if arm == "full" else f"qe-health-{arm}-{seed}"
+            tasks.append(Task(
+                name,
+                cli("qe-health", "--checkpoint", str(runs / f"{arm}-{seed}" / "model.safetensors"), "--davis",
+                    str(world), "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
+                qe_out, [f"train-{arm}-{seed}"]))
     # the QE health of the first seed's full model (the shipped one) comes with its seed; the others after every
     # arm of every seed, so that a run cut short still has the whole table for the seeds it reached
-    later = [t for t in tasks if t.name.startswith("qe-health-") and t.name != f"qe-health-{seeds[0]}"]
+    first = {f"qe-health-{seeds[0]}", f"qe-health-full_identity-{seeds[0]}"}
+    later = [t for t in tasks if t.name.startswith("qe-health-") and t.name not in first]
     return [t for t in tasks if t not in later] + later
 
 

@@ -338,6 +338,36 @@ def test_flattened_maps_change_the_key_but_not_the_maps():
     torch.testing.assert_close(flat["key"], encoder.key_proj(torch.cat([normal["Q_g"], means], 1)))
 
 
+def test_identity_injection_is_order_invariant_and_weights_query_content_by_the_maps():
+    torch.manual_seed(2)
+    res4, queries, query_pos, mask_logits = key_inputs()
+    encoder = EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="identity")
+    out = encoder(res4, queries, query_pos, mask_logits)
+    assert out["map_logits"].abs().max() <= encoder.tau_max + 1e-5           # the same bounded cosine maps
+    # I(x) = sum_n maps_n(x) W q_n / sum_n maps_n(x), by hand
+    maps, content = out["instance_maps"], encoder.identity_proj(out["q_vos"])  # (B, N, h, w), (B, N, N)
+    by_hand = (maps[:, :, None] * content[..., None, None]).sum(1) / maps.sum(1, keepdim=True)
+    torch.testing.assert_close(encoder.identity_features(maps, out["q_vos"]), by_hand)
+    torch.testing.assert_close(out["key"], encoder.key_proj(torch.cat([out["Q_g"], by_hand], 1)))
+    # permuting the query slots (queries, positions, masks together) leaves the key unchanged
+    perm = torch.arange(N).flip(0)                                           # reversed slots
+    permuted = encoder(res4, queries[:, perm], query_pos[:, perm], mask_logits[:, perm])
+    torch.testing.assert_close(permuted["key"], out["key"], atol=1e-5, rtol=1e-5)
+    # the cosine injection is not order-invariant: its channels follow the query order
+    cosine = make_key_encoder(True)
+    cosine.key_proj.weight.data.normal_()                                    # make the map channels matter
+    a = cosine(res4, queries, query_pos, mask_logits)["key"]
+    b = cosine(res4, queries[:, perm], query_pos[:, perm], mask_logits[:, perm])["key"]
+    assert not torch.allclose(a, b, atol=1e-4)
+    # flattened maps give every pixel the same identity features
+    encoder.flatten_maps = True
+    flat = encoder(res4, queries, query_pos, mask_logits)
+    flat_identity = encoder.identity_features(maps.mean(dim=(2, 3), keepdim=True).expand_as(maps), out["q_vos"])
+    assert flat_identity.flatten(2).std(-1).max() < 1e-6
+    torch.testing.assert_close(flat["key"], encoder.key_proj(torch.cat([flat["Q_g"], flat_identity], 1)))
+    assert not torch.allclose(flat["key"], out["key"])
+
+
 def test_alignment_loss_pulls_each_map_to_its_own_mask():
     from isvos_lite.model.key_encoder import qe_alignment_loss
     masks = torch.full((1, 2, 16, 16), -10.0)

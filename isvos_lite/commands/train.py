@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coco", default=None, help="COCO folder for the IS branch (default: DATA/coco)")
     parser.add_argument("--no-query-enhancement", action="store_true", help="ablation: query key from Q_g alone (Table 3)")
     parser.add_argument("--no-multi-path-fusion", action="store_true", help="ablation: decoder without P features (Table 3)")
-    parser.add_argument("--qe-injection", choices=("cosine", "literal"), default=None,
-                        help="EKE injection: bounded cosine (default) or the literal §3.2 dot product (saturates)")
+    parser.add_argument("--qe-injection", choices=("cosine", "literal", "identity"), default=None,
+                        help="EKE injection: bounded cosine (default), the literal §3.2 dot product (saturates), or identity "
+                             "(cosine maps, order-invariant map-weighted query content; an experiment)")
     parser.add_argument("--qe-align-weight", type=float, default=None,
                         help="weight of the EKE map-to-mask alignment term (0 disables)")
     parser.add_argument("--instance-data", choices=("coco", "stream"), default=None,

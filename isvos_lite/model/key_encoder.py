@@ -28,6 +28,15 @@ Paper, step by step, and how this file reads it:
                   N queries) stops a direction that all queries share from making the N maps copies of one map
                   (a pilot: map-map correlation 0.99 without centring, 0.48 with it; docs/DESIGN_NOTES.md).
                   The literal form stays available so that a student can watch the failure (notebook 05).
+   ``"identity"`` the cosine maps as above, but what is concatenated to Q_g is not the N maps in query order:
+                  it is, at every pixel, the map-weighted mean of the (projected) enhanced queries,
+                  I(x) = sum_n maps_n(x) W q̃_vos_n / sum_n maps_n(x), W: Linear(C_h -> N) (so Q_cat keeps the
+                  width C_h + N). **A further deviation** (ours, an experiment of issue 10): the N map channels
+                  are in query order, and which query covers which instance changes between frames (78 % of
+                  query-instance assignments stay the same over 5 frames on the shipped checkpoint), so the
+                  key projection cannot read "this pixel belongs to the instance seen in memory" from channel n.
+                  I(x) is the same whichever query slot covers the instance: an order-invariant instance
+                  identity per pixel, built from the same dot-product-and-sigmoid maps.
                   Measured on the shipped checkpoints (docs/DESIGN_NOTES.md §1): the maps no longer saturate,
                   but the key projection still ignores them (flattening them costs < 0.2 J&F), as it does for
                   the literal form trained the same way: this keeps the maps healthy, it does not yet make
@@ -59,7 +68,7 @@ from isvos_lite.model.deform_attn import MSDeformAttn
 
 __all__ = ["mask_centroids", "EnhancedKeyEncoder", "qe_alignment_loss", "INJECTIONS"]
 
-INJECTIONS = ("cosine", "literal")
+INJECTIONS = ("cosine", "literal", "identity")
 
 
 def mask_centroids(mask_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -106,7 +115,8 @@ class EnhancedKeyEncoder(nn.Module):
         num_heads, num_points: deformable attention heads and sampling points (one level).
         ffn_dim: hidden width of the FFN after the deformable attention.
         query_enhancement: False gives the Table 3 baseline (key = conv(Q_g)).
-        injection: "cosine" (bounded, the default) or "literal" (§3.2 as written); see the module docstring.
+        injection: "cosine" (bounded, the default), "literal" (§3.2 as written) or "identity" (cosine maps,
+            order-invariant map-weighted query content); see the module docstring.
         tau_max: bound of the cosine injection's logits.
     """
 
@@ -133,9 +143,12 @@ class EnhancedKeyEncoder(nn.Module):
             self.attn_norm = nn.LayerNorm(hidden_dim)
             self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, hidden_dim))
             self.ffn_norm = nn.LayerNorm(hidden_dim)
-            if injection == "cosine":
+            if injection in ("cosine", "identity"):
                 # tau = tau_max * sigmoid(theta); theta = 0 starts at tau_max / 2
                 self.injection_temperature = nn.Parameter(torch.zeros(()))
+            if injection == "identity":
+                # W: the query content each pixel receives (N channels, the width of the N maps it replaces)
+                self.identity_proj = nn.Linear(hidden_dim, num_queries)
             key_in = hidden_dim + num_queries                                                 # Q_cat = [Q_g, maps]
         else:
             key_in = hidden_dim
@@ -173,14 +186,26 @@ class EnhancedKeyEncoder(nn.Module):
         injected = instance_maps
         if self.flatten_maps:                                                                 # QE-health test
             injected = instance_maps.mean(dim=(2, 3), keepdim=True).expand_as(instance_maps)
+        if self.injection == "identity":
+            injected = self.identity_features(injected, q_vos)                                # (B, N, h, w)
         q_cat = torch.cat([q_g, injected], dim=1)                                             # (B, C_h + N, h, w)
         return {"key": self.key_proj(q_cat), "Q_g": q_g, "q_vos": q_vos, "instance_maps": instance_maps,
                 "map_logits": map_logits, "reference_points": reference_points}
 
+    def identity_features(self, maps: torch.Tensor, q_vos: torch.Tensor) -> torch.Tensor:
+        """I(x) = sum_n maps_n(x) W q̃_vos_n / sum_n maps_n(x): maps (B, N, h, w), q_vos (B, N, C_h) -> (B, N, h, w).
+
+        The output's N channels are features (W's outputs), not queries: permuting the queries (and their maps)
+        leaves I unchanged.
+        """
+        content = self.identity_proj(q_vos)                                                   # (B, N, N_out)
+        weighted = torch.einsum("bnhw,bnc->bchw", maps, content)                              # (B, N_out, h, w)
+        return weighted / maps.sum(dim=1, keepdim=True).clamp_min(1e-6)                      # (B, N_out, h, w)
+
     @property
     def temperature(self) -> float | None:
-        """tau of the cosine injection (None for the literal form or without QE)."""
-        if not self.query_enhancement or self.injection != "cosine":
+        """tau of the bounded (cosine / identity) injection (None for the literal form or without QE)."""
+        if not self.query_enhancement or self.injection == "literal":
             return None
         return float(self.tau_max * torch.sigmoid(self.injection_temperature.detach()))
 
