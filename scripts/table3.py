@@ -297,18 +297,19 @@ def report(args: argparse.Namespace) -> int:
               "seed-to-seed spread of training; the per-seed means show that spread (an effect whose per-seed means "
               "disagree in sign is fragile whatever its CI).", ""]
     qe_rows = []
-    for seed in seeds:
-        path = runs / "qe_health" / f"full-{seed}.json"
-        if path.exists():
-            data = json.loads(path.read_text())
-            for split, entry in data["splits"].items():
-                qe_rows.append(f"| {seed} | {split} | {100 * entry['qe_saturated']:.1f} % | "
-                               f"{entry['qe_map_correlation']:.3f} | {entry['qe_mask_agreement']:.3f} | "
-                               f"{entry['jf']:.2f} | {entry['jf_flattened']:.2f} | {entry['delta_jf']:+.2f} |")
+    for arm, stem in QE_HEALTH_ARMS.items():
+        for seed in seeds:
+            path = runs / "qe_health" / f"{stem}-{seed}.json"
+            if path.exists():
+                data = json.loads(path.read_text())
+                for split, entry in data["splits"].items():
+                    qe_rows.append(f"| {ARM_LABELS[arm]} | {seed} | {split} | {100 * entry['qe_saturated']:.1f} % | "
+                                   f"{entry['qe_map_correlation']:.3f} | {entry['qe_mask_agreement']:.3f} | "
+                                   f"{entry['jf']:.2f} | {entry['jf_flattened']:.2f} | {entry['delta_jf']:+.2f} |")
     if qe_rows:
-        lines += ["## QE health of the full model (`isvos-lite qe-health`)", "",
-                  "| seed | split | saturated | map-map correlation | map-own-mask agreement | J&F | J&F, maps "
-                  "flattened | Δ |", "|---|---|---|---|---|---|---|---|", *qe_rows, "",
+        lines += ["## QE health of the models with QE (`isvos-lite qe-health`)", "",
+                  "| arm | seed | split | saturated | map-map correlation | map-own-mask agreement | J&F | J&F, maps "
+                  "flattened | Δ |", "|---|---|---|---|---|---|---|---|---|", *qe_rows, "",
                   "J&F here is the training-validation scorer (same protocol as the official one, all videos).", ""]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
