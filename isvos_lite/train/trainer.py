@@ -300,6 +300,8 @@ class Trainer:
         record = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
         record["lr"] = optimizer.param_groups[0]["lr"]
         record["grad_norm"] = float(grad_norm)
+        if scaler is not None:
+            record["loss_scale"] = float(scaler.get_scale())      # fp16 AMP: the dynamic loss scale
         record["max_skip"] = batch["max_skip"]
         return record
 
@@ -352,13 +354,17 @@ class Trainer:
         return save_checkpoint(self.model, self.out_dir / "model.safetensors", meta=meta)
 
     # -- the loop --------------------------------------------------------------------------------
+    def _make_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 autocast needs a dynamic loss scale (its state is saved and resumed); bf16 and fp32 do not."""
+        return torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
     def _run_stage(self, stage: str, start_step: int) -> dict | None:
         cfg, stage_cfg = self.cfg, self.cfg.stage(stage)
         # the IS branch trains at full rate while it is what the stage trains, at instance_lr_scale afterwards
         lr_scale = 1.0 if stage == "instance" else cfg.instance_lr_scale
         optimizer = build_optimizer(self.model, stage_cfg.lr, lr_scale, cfg.weight_decay)
         self.vos_loss.start_step, self.vos_loss.end_step = stage_cfg.bootstrap_start, stage_cfg.bootstrap_end
-        scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        scaler = self._make_scaler()
         if self.resume_state is not None and self.resume_state["stage"] == stage:
             optimizer.load_state_dict(self.resume_state["optimizer"])
             if scaler is not None and self.resume_state["scaler"]:
