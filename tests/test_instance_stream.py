@@ -214,6 +214,26 @@ def test_ap_perfect_missing_and_wrong_classes(export_dir):
     assert evaluate_results(coco, [])["ap"] == 0.0
 
 
+def test_oracle_ranking_scores_each_mask_by_its_best_iou(export_dir):
+    from isvos_lite.eval.instance_ap import _best_iou_scores, evaluate_results, instance_results
+
+    out, _ = export_dir
+    coco = _quiet_coco(out / "annotations" / "instances_train.json")
+    cat_ids = sorted(coco.getCatIds())
+    image_id = sorted(coco.getImgIds())[0]
+    truth = _gt_instances(coco, image_id)
+    junk_mask = np.zeros_like(truth[0][0])
+    junk_mask[:3, :3] = True
+    # the model ranks a junk mask above every true one: AP < 100; ranked by true IoU the junk comes last: AP 100
+    instances = [(junk_mask, 0, 1.0)] + [(m, c, 0.5) for m, c, _ in truth]
+    ious = _best_iou_scores(coco, image_id, instances)
+    assert ious[1:] == pytest.approx([1.0] * len(truth)) and ious[0] < 0.5
+    as_ranked = instance_results(image_id, instances, cat_ids, agnostic=True)
+    oracle = [dict(r, score=iou) for r, iou in zip(as_ranked, ious)]
+    assert evaluate_results(coco, as_ranked, [image_id])["agnostic_ap"] < 100
+    assert evaluate_results(coco, oracle, [image_id])["agnostic_ap"] == pytest.approx(100)
+
+
 def test_agnostic_dedupes_queries():
     from isvos_lite.eval.instance_ap import instance_results
 
@@ -238,8 +258,9 @@ def test_score_instance_ap_end_to_end_tiny_model(export_dir, tmp_path):
     assert all(m.shape == (70, 90) and m.dtype == bool and 0 <= c < 4 for m, c, _ in preds)
     scores = [s for _, _, s in preds]
     assert scores == sorted(scores, reverse=True)
-    result = score_instance_ap(model, out, split="val", max_images=3, progress=False)
+    result = score_instance_ap(model, out, split="val", max_images=3, progress=False, diagnose=True)
     assert result["images"] == 3 and result["split"] == "val"
+    assert 0 <= result["oracle_agnostic_ap"] <= 100 and 0 <= result["oracle_agnostic_ap50"] <= 100
     for key in ("ap", "ap50", "ap75", "agnostic_ap", "agnostic_ap50", "agnostic_ap75"):
         assert 0 <= result[key] <= 100
     assert set(result["per_class"]) == set(SHAPE_CATEGORIES)
@@ -251,8 +272,9 @@ def test_score_instance_ap_end_to_end_tiny_model(export_dir, tmp_path):
     ckpt = save_checkpoint(model, tmp_path / "tiny.safetensors")
     report_path = tmp_path / "ap.json"
     assert main(["instance-ap", "--checkpoint", str(ckpt), "--coco", str(out), "--split", "both",
-                 "--max-images", "2", "--threads", "1", "--quiet", "--out", str(report_path)]) == 0
+                 "--max-images", "2", "--threads", "1", "--quiet", "--diagnose", "--out", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert set(report["splits"]) == {"train", "val"} and "train_minus_val" in report
+    assert "oracle_agnostic_ap" in report["splits"]["val"]
     assert main(["instance-ap", "--checkpoint", str(ckpt), "--coco", str(tmp_path / "nowhere")]) == 1
     assert main(["instance-ap", "--checkpoint", str(ckpt), "--coco", str(out), "--preset", "lite"]) == 1

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--preset", default=None, help="refuse a checkpoint of another preset")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also the class-agnostic AP with each mask ranked by its true IoU (an oracle): "
+                             "tells whether the scores or the masks limit the AP")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     parser.add_argument("--out", metavar="FILE", default=None, help="also write the result as JSON to FILE (atomically)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,6 +47,9 @@ def format_result(result: dict) -> str:
              f"  per-class       AP {_fmt(result['ap'])}  AP50 {_fmt(result['ap50'])}  AP75 {_fmt(result['ap75'])}  "
              f"APs {_fmt(result['ap_small'])}  APm {_fmt(result['ap_medium'])}  APl {_fmt(result['ap_large'])}"]
     lines.append("  per class:      " + "  ".join(f"{name} {_fmt(ap)}" for name, ap in result["per_class"].items()))
+    if "oracle_agnostic_ap" in result:
+        lines.append(f"  oracle ranking  AP {_fmt(result['oracle_agnostic_ap'])}  AP50 {_fmt(result['oracle_agnostic_ap50'])}"
+                     "   (class-agnostic, each mask scored by its best IoU: the AP of a perfect ranking)")
     return "\n".join(lines)
 
 
@@ -80,7 +86,7 @@ def run(args) -> int:
     start = time.perf_counter()
     report: dict = {"checkpoint": str(Path(args.checkpoint)), "preset": cfg.name, "coco": str(Path(args.coco)), "splits": {}}
     for split in splits:
-        report["splits"][split] = score_instance_ap(model, args.coco, split=split, max_images=args.max_images,
+        report["splits"][split] = score_instance_ap(model, args.coco, split=split, max_images=args.max_images, diagnose=args.diagnose,
                                                     progress=not (args.quiet or args.json), max_detections=args.max_detections)
     if len(splits) == 2:
         report["train_minus_val"] = _gap(report["splits"]["train"], report["splits"]["val"])

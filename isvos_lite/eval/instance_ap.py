@@ -11,6 +11,11 @@ of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
   instances?"), not the classes. Each query contributes its best-scoring (query, class) pair once there
   (the per-class top-k can list a query under several classes, which would be duplicates without classes).
 
+- ``oracle_agnostic_ap, oracle_agnostic_ap50`` (only with ``diagnose=True``): the class-agnostic AP of the same
+  masks when each is scored by its best IoU with a ground-truth instance instead of the model's score: the AP
+  a perfect ranking would give these masks. Far above ``agnostic_ap``: the scores (objectness, classes) hold the
+  branch back; close to it: the masks themselves do.
+
 Numbers pycocotools cannot compute (no ground truth in that area range / class) are ``None``.
 """
 
@@ -203,12 +208,28 @@ def load_coco_gt(coco_dir: str | os.PathLike, split: str):
     return coco_gt, image_dir
 
 
+def _best_iou_scores(coco_gt, image_id: int, instances) -> list[float]:
+    """Each predicted mask's best IoU with a ground-truth instance of the image (0 when it has none)."""
+    anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id]))
+    if not anns or not instances:
+        return [0.0] * len(instances)
+    gt = np.stack([coco_gt.annToMask(a).astype(bool) for a in anns])                 # (G, H, W)
+    scores = []
+    for mask, _, _ in instances:
+        mask = np.asarray(mask, dtype=bool)
+        inter = (gt & mask).sum(axis=(1, 2))
+        union = (gt | mask).sum(axis=(1, 2))
+        scores.append(float((inter / np.maximum(union, 1)).max()))
+    return scores
+
+
 def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", max_images: int | None = None,
-                      progress: bool = True, max_detections: int = 100) -> dict:
+                      progress: bool = True, max_detections: int = 100, diagnose: bool = False) -> dict:
     """Run the IS branch over ``coco_dir/<split>`` and score it with pycocotools (percent; see the module docstring).
 
     The model's class index k is the k-th category of the annotation file by increasing id (as in
     :class:`~isvos_lite.data.instance_dataset.COCOInstanceDataset`); the class counts must agree.
+    ``diagnose``: also the oracle-ranking class-agnostic AP (see the module docstring).
     """
     from isvos_lite.data.palette import read_frame
 
@@ -225,7 +246,7 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         image_ids = image_ids[:max_images]
     if not image_ids:
         raise ValueError(f"{coco_dir} split {split!r} has no images")
-    results, agnostic_results = [], []
+    results, agnostic_results, oracle_results = [], [], []
     iterator = image_ids
     if progress:
         from tqdm.auto import tqdm
@@ -240,8 +261,20 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         pred = _predict(model, image, max_detections)
         instances = list(zip(pred["masks"].numpy(), pred["labels"].tolist(), pred["scores"].tolist()))
         results += instance_results(image_id, instances, category_ids)
-        agnostic_results += instance_results(image_id, instances, category_ids, query_index=pred["query_index"].tolist(),
-                                             agnostic=True)
+        per_query = instance_results(image_id, instances, category_ids, query_index=pred["query_index"].tolist(),
+                                     agnostic=True)
+        agnostic_results += per_query
+        if diagnose:   # the same one-mask-per-query results, ranked by their true quality
+            kept, seen = [], set()
+            for instance, q in zip(instances, pred["query_index"].tolist()):
+                if q not in seen:
+                    seen.add(q)
+                    kept.append(instance)
+            oracle_results += [dict(r, score=iou) for r, iou in zip(per_query, _best_iou_scores(coco_gt, image_id, kept))]
     out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
+    if diagnose:
+        oracle = _run_cocoeval(_agnostic_gt(coco_gt), oracle_results, image_ids)
+        for name, index in (("ap", 0), ("ap50", 1)):
+            out[f"oracle_agnostic_{name}"] = (0.0 if oracle is None else _percent(oracle.stats[index]))
     out["split"] = split
     return out
