@@ -139,3 +139,48 @@ def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match="sum to"):
         ms_deform_attn_core(torch.randn(1, 5, 1, 2), torch.tensor([[2, 2]]), torch.rand(1, 1, 1, 1, 1, 2),
                             torch.rand(1, 1, 1, 1, 1))
+
+
+# --- non-square levels: x is divided by W_l and y by H_l (an x/y swap passes every square-level test) ----------
+
+def test_module_equals_loop_reference_on_non_square_levels():
+    """The whole module against a from-scratch computation, on levels whose H and W differ (and differ per level):
+    location = ref + (dx / W_l, dy / H_l), value = value_proj(input), out = output_proj(weighted samples)."""
+    torch.manual_seed(4)
+    shapes = [(3, 7), (5, 2)]                                  # (H_l, W_l)
+    B, Lq, C, M, L, P = 2, 3, 8, 2, len(shapes), 2
+    attn = MSDeformAttn(d_model=C, n_levels=L, n_heads=M, n_points=P).double()
+    with torch.no_grad():
+        attn.sampling_offsets.weight.normal_(0, 0.5)           # offsets of a few pixels, different per query
+        attn.attention_weights.weight.normal_()
+    query = torch.randn(B, Lq, C, dtype=torch.float64)
+    value_input = torch.randn(B, sum(h * w for h, w in shapes), C, dtype=torch.float64)
+    ref = torch.rand(B, Lq, L, 2, dtype=torch.float64) * 0.6 + 0.2
+    attn.record = True
+    got = attn(query, ref, value_input, torch.tensor(shapes), torch.tensor([0, 21]))
+
+    offsets = attn.sampling_offsets(query).view(B, Lq, M, L, P, 2)
+    weights = attn.attention_weights(query).view(B, Lq, M, L * P).softmax(-1).view(B, Lq, M, L, P)
+    locations = torch.empty(B, Lq, M, L, P, 2, dtype=torch.float64)
+    for l, (h, w) in enumerate(shapes):
+        locations[:, :, :, l, :, 0] = ref[:, :, None, l, None, 0] + offsets[:, :, :, l, :, 0] / w
+        locations[:, :, :, l, :, 1] = ref[:, :, None, l, None, 1] + offsets[:, :, :, l, :, 1] / h
+    torch.testing.assert_close(attn.last_sampling[0], locations)
+    value = attn.value_proj(value_input).view(B, -1, M, C // M)
+    expected = attn.output_proj(loop_reference(value, shapes, locations, weights))
+    torch.testing.assert_close(got, expected)
+
+
+def test_an_offset_of_one_pixel_reads_the_neighbouring_pixel_on_a_non_square_level():
+    """One head, one point, offset (+1, +2) pixels from the centre of pixel (row 1, col 2) of a 4x9 level must
+    read pixel (row 3, col 3) exactly."""
+    H, W, C = 4, 9, 4
+    attn = MSDeformAttn(d_model=C, n_levels=1, n_heads=1, n_points=1)
+    with torch.no_grad():
+        attn.sampling_offsets.bias.copy_(torch.tensor([1.0, 2.0]))
+        for proj in (attn.value_proj, attn.output_proj):
+            proj.weight.copy_(torch.eye(C)), proj.bias.zero_()
+    feature = torch.arange(H * W * C, dtype=torch.float32).view(1, H * W, C)
+    ref = torch.tensor([[[[(2 + 0.5) / W, (1 + 0.5) / H]]]])   # (B=1, Lq=1, L=1, 2) centre of row 1, col 2
+    out = attn(torch.zeros(1, 1, C), ref, feature, torch.tensor([[H, W]]), torch.tensor([0]))
+    torch.testing.assert_close(out[0, 0], feature[0, 3 * W + 3])
