@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("isvos_lite.commands.predict", "segment your own video from one first-frame mask"),
     "eval": ("isvos_lite.commands.evaluate", "run a checkpoint on a DAVIS / YouTube-VOS split and score it"),
     "instance-ap": ("isvos_lite.commands.instance_ap", "instance-segmentation mask AP (COCO, pycocotools) of the IS branch"),
+    "convert-mask": ("isvos_lite.commands.convert_mask", "turn a colour / grey / JPEG mask into a palette PNG of object ids"),
     "score": ("isvos_lite.commands.score", "score existing results with the DAVIS 2017 J&F metric"),
     "benchmark": ("isvos_lite.commands.benchmark", "time per-frame inference and peak memory for a preset"),
     "info": ("isvos_lite.commands.info", "parameter counts per component of a preset"),

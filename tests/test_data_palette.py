@@ -65,9 +65,9 @@ def test_convert_rgb_mask_numbers_unknown_colours_by_size(tmp_path):
     rgb = np.zeros((10, 10, 3), np.uint8)
     rgb[:6] = (255, 255, 0)        # the larger non-palette region -> id 1
     rgb[8:, :2] = (0, 255, 255)    # the smaller -> id 2
-    Image.fromarray(rgb).save(tmp_path / "mine.png")
+    Image.fromarray(np.kron(rgb, np.ones((8, 8, 1), np.uint8))).save(tmp_path / "mine.png")   # 8x8 px per cell
     convert_rgb_mask(tmp_path / "mine.png", tmp_path / "ids.png")
-    ids = read_mask(tmp_path / "ids.png")
+    ids = read_mask(tmp_path / "ids.png")[::8, ::8]
     assert set(np.unique(ids[:6])) == {1} and set(np.unique(ids[8:, :2])) == {2} and ids[7, 5] == 0
 
 
@@ -134,3 +134,75 @@ def test_write_mask_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="0..255"):
         write_mask(tmp_path / "x.png", np.full((4, 4), 300))
     assert not list(tmp_path.iterdir())
+
+
+def _two_objects(height=96, width=160):
+    mask = np.zeros((height, width), np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    mask[np.hypot(yy - 40, xx - 50) < 22] = 1
+    mask[(yy > 50) & (yy < 85) & (xx > 90) & (xx < 140)] = 2
+    mask[(yy > 30) & (yy < 60) & (xx > 68) & (xx < 100)] = 2          # touches object 1: a red/green seam
+    return mask
+
+
+@pytest.mark.parametrize("quality", [95, 50, 20])
+def test_convert_rgb_mask_snaps_jpeg_noise_to_the_objects(tmp_path, quality):
+    mask = _two_objects()
+    Image.fromarray(colorize_mask(mask)).save(tmp_path / "mask.jpg", quality=quality)
+    colours = np.unique(np.asarray(Image.open(tmp_path / "mask.jpg").convert("RGB")).reshape(-1, 3), axis=0)
+    assert len(colours) > 30                                         # what exact-colour conversion turned into ids
+    mapping = convert_rgb_mask(tmp_path / "mask.jpg", tmp_path / "ids.png")
+    ids = read_mask(tmp_path / "ids.png")
+    assert sorted(mapping.values()) == [0, 1, 2]                     # palette colours keep their ids
+    for k in (1, 2):
+        iou = ((ids == k) & (mask == k)).sum() / ((ids == k) | (mask == k)).sum()
+        assert iou > 0.9, (k, iou)
+
+
+def test_convert_rgb_mask_makes_a_white_on_black_jpeg_object_1(tmp_path):
+    mask = _two_objects() > 0
+    Image.fromarray(mask.astype(np.uint8) * 255, "L").save(tmp_path / "binary.jpg", quality=70)
+    convert_rgb_mask(tmp_path / "binary.jpg", tmp_path / "ids.png")
+    ids = read_mask(tmp_path / "ids.png")
+    assert set(np.unique(ids)) == {0, 1} and (ids.astype(bool) == mask).mean() > 0.98
+
+
+def test_convert_rgb_mask_refuses_implausibly_many_or_tiny_objects(tmp_path):
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)                  # a "photo": 240 flat colour blocks
+    Image.fromarray(np.kron(blocks, np.ones((8, 8, 1), np.uint8))).save(tmp_path / "photo.png")
+    with pytest.raises(ValueError, match=r"photo\.png: its \d+ colours snap to \d+.*more than max_objects=10.*convert-mask --max-objects"):
+        convert_rgb_mask(tmp_path / "photo.png", tmp_path / "ids.png")
+    speck = colorize_mask(_two_objects())
+    speck[5:10, 5:10] = (0, 0, 128)                                              # a 25-pixel object 4
+    Image.fromarray(speck).save(tmp_path / "speck.png")
+    with pytest.raises(ValueError, match=r"speck\.png.*1 of the 3 objects are tiny \(id 4: 25 px"):
+        convert_rgb_mask(tmp_path / "speck.png", tmp_path / "ids.png", min_object_pixels=50)
+    assert not (tmp_path / "ids.png").exists()
+    convert_rgb_mask(tmp_path / "speck.png", tmp_path / "ids.png")              # default: 0.02 % of the image
+    assert set(np.unique(read_mask(tmp_path / "ids.png"))) == {0, 1, 2, 4}
+
+
+@pytest.mark.parametrize("kind", ["rgb", "binary255", "antialiased"])
+def test_mask_error_hints_name_a_command_that_exists(tmp_path, kind):
+    # the command a read_mask error suggests parses with the real CLI, and running it fixes the mask
+    import re
+    import shlex
+    from isvos_lite.cli import build_parser, main
+    mask = _two_objects()
+    path = tmp_path / f"{kind}.png"
+    if kind == "rgb":
+        Image.fromarray(colorize_mask(mask)).save(path)
+    elif kind == "binary255":
+        Image.fromarray((mask > 0).astype(np.uint8) * 255, "L").save(path)
+    else:
+        yy, xx = np.mgrid[0:64, 0:64]
+        Image.fromarray(np.clip(200 - np.hypot(yy - 32, xx - 32) * 8, 0, 200).astype(np.uint8), "L").save(path)
+    with pytest.raises(ValueError) as caught:
+        read_mask(path)
+    suggested = re.search(r"`isvos-lite (convert-mask [^`]+)`", str(caught.value))
+    assert suggested, str(caught.value)
+    argv = shlex.split(suggested.group(1))
+    build_parser(only="convert-mask").parse_args(argv)                          # every option exists
+    assert main(argv) == 0
+    assert len(np.unique(read_mask(path.with_name(f"{kind}_ids.png")))) >= 2

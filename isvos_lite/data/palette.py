@@ -37,6 +37,11 @@ __all__ = [
 
 # more distinct ids than this in one mask is almost always an anti-aliased or photographed mask
 MAX_OBJECT_IDS = 32
+# convert_rgb_mask: colours closer than this (RGB distance) are one colour; DAVIS palette colours are >= 64 apart
+# only above index 7, the first seven are >= 128 apart. More objects than CONVERT_MAX_OBJECTS is refused.
+CONVERT_TOLERANCE = 64.0
+CONVERT_MAX_OBJECTS = 10
+PALETTE_MATCH = 24.0          # a snapped colour this close to a DAVIS palette colour keeps its palette index
 
 
 def _voc_colormap(n: int = 256) -> np.ndarray:
@@ -57,11 +62,12 @@ def _voc_colormap(n: int = 256) -> np.ndarray:
 DAVIS_PALETTE: np.ndarray = _voc_colormap()   # (256, 3) uint8; row i is the colour of object id i
 DAVIS_PALETTE.setflags(write=False)
 
+_CONVERT = "`isvos-lite convert-mask --mask {src} --out {src_stem}_ids.png`"
 _RGB_FIX = (
-    "convert it to an indexed-palette PNG (pixel value = object id), e.g. "
-    "`python -c \"from isvos_lite.data.palette import convert_rgb_mask; convert_rgb_mask('{src}', '{src_stem}_ids.png')\"` "
-    "(maps DAVIS palette colours to their ids, other colours to 1, 2, ... by size), "
-    "or in Pillow: Image.open(p).convert('RGB').quantize(palette=<a P image with the DAVIS palette>, dither=Image.Dither.NONE)"
+    "convert it to an indexed-palette PNG (pixel value = object id): " + _CONVERT + " (in Python: "
+    "isvos_lite.data.palette.convert_rgb_mask). It snaps the colours to a few (JPEG and anti-aliasing noise "
+    "included), keeps DAVIS palette colours' ids, numbers other colours 1, 2, ... by size, and refuses results "
+    "with implausibly many or tiny objects"
 )
 
 
@@ -150,14 +156,15 @@ def read_mask(path: str | os.PathLike, *, allow_many_ids: bool = False, binary: 
         raise ValueError(
             f"mask {path} contains value 255 ({n} pixels). In VOC/DAVIS masks 255 is the 'void' border label, "
             "and in 0/255 binary masks it means 'foreground' - neither is an object id. "
-            "For a binary mask use read_mask(path, binary=True) or save (mask > 127) as ids 0/1; "
-            "for void borders set those pixels to 0 (background) first.")
+            "For a 0/255 mask: " + _CONVERT.format(src=path, src_stem=stem) + " makes 255 object 1 (in Python: "
+            "read_mask(path, binary=True)); for void borders set those pixels to 0 (background) first.")
     object_ids = present[present != 0]
     if len(object_ids) > MAX_OBJECT_IDS and not allow_many_ids:
         raise ValueError(
             f"mask {path} has {len(object_ids)} distinct object ids ({_short_list(object_ids)}); this usually means an "
-            "anti-aliased or JPEG-compressed mask whose edge colours became fake objects. Redraw without anti-aliasing "
-            "or threshold it (read_mask(path, binary=True) for one object); pass allow_many_ids=True if the ids are real.")
+            "anti-aliased or JPEG-compressed mask whose edge colours became fake objects. Snap them to a few colours with "
+            + _CONVERT.format(src=path, src_stem=stem) + ", or redraw without anti-aliasing (in Python: "
+            "read_mask(path, binary=True) for one object, allow_many_ids=True if the ids are real).")
     return np.ascontiguousarray(ids)
 
 
@@ -189,43 +196,119 @@ def colorize_mask(mask: np.ndarray) -> np.ndarray:
     return DAVIS_PALETTE[np.asarray(mask, dtype=np.uint8)]
 
 
-def convert_rgb_mask(src: str | os.PathLike, dst: str | os.PathLike) -> dict[tuple[int, int, int], int]:
-    """Convert an RGB colour mask into a palette PNG of object ids; returns {colour: id}.
+def convert_rgb_mask(src: str | os.PathLike, dst: str | os.PathLike, *, tolerance: float = CONVERT_TOLERANCE,
+                     max_objects: int = CONVERT_MAX_OBJECTS,
+                     min_object_pixels: int | None = None) -> dict[tuple[int, int, int], int]:
+    """Convert a colour (or grey) mask into a palette PNG of object ids; returns {snapped colour: id}.
 
-    Colours that are DAVIS palette colours keep their palette index (so an RGB screenshot of a
-    DAVIS mask round-trips exactly). Any other colour gets the next free id, largest region first;
-    black is background. Refuses images with more than ``MAX_OBJECT_IDS`` colours (anti-aliasing).
+    Made for masks drawn in a paint program, screenshots, and masks saved as JPEG: the colours are first **snapped
+    to a small palette** (:func:`snap_colours`): the main colours of flat regions, with everything within
+    ``tolerance`` of one of them, or on a blend of two of them (anti-aliased or JPEG-smeared edges), merged into it.
+    Each pixel then takes the nearest main colour. Black is background (0); a colour within a few levels of a DAVIS
+    palette colour keeps that palette index (an RGB screenshot of a DAVIS mask round-trips exactly); any other colour
+    gets the next free id, largest region first (a white-on-black 0/255 mask becomes object 1).
+
+    Refuses, with a message that says what to do, a result that is not plausibly a mask: more than ``max_objects``
+    objects, or an object smaller than ``min_object_pixels`` (default: 0.02 % of the image, at least 4 pixels) —
+    what compression noise or a photographed mask gives.
     """
     src = Path(src)
     image = _open_image(src, "mask")
     rgb = np.asarray(image.convert("RGB"))                        # (H, W, 3)
-    flat = rgb.reshape(-1, 3)
-    colours, inverse, counts = np.unique(flat, axis=0, return_inverse=True, return_counts=True)
-    if len(colours) > MAX_OBJECT_IDS + 1:
-        raise ValueError(
-            f"mask {src} has {len(colours)} distinct colours: it is anti-aliased or JPEG-compressed. "
-            "Redraw it without anti-aliasing (nearest-neighbour, hard edges) and save it as PNG.")
-    palette_index = {tuple(int(v) for v in c): i for i, c in enumerate(DAVIS_PALETTE)}
-    mapping: dict[tuple[int, int, int], int] = {}
-    used = set()
-    for colour in colours:
-        key = tuple(int(v) for v in colour)
-        if key in palette_index and palette_index[key] < 255:
-            mapping[key] = palette_index[key]
-            used.add(palette_index[key])
-    next_id = 1
-    for order in np.argsort(-counts, kind="stable"):
-        key = tuple(int(v) for v in colours[order])
-        if key in mapping:
+    H, W = rgb.shape[:2]
+    min_pixels = max(4, round(2e-4 * H * W)) if min_object_pixels is None else int(min_object_pixels)
+    colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)       # (U, 3), (H*W,)
+    centres = snap_colours(rgb, tolerance)                                                # (M, 3)
+    nearest = np.linalg.norm(colours[:, None, :].astype(np.float64) - centres[None], axis=2).argmin(1)   # (U,)
+    labels = nearest[inverse.reshape(-1)].reshape(H, W)                                   # (H, W) centre index
+    areas = np.bincount(labels.reshape(-1), minlength=len(centres))
+    snapped = f"its {len(colours)} colours snap to {len(centres)} (tolerance {tolerance:g})"
+
+    # centre -> id: black -> 0, a DAVIS palette colour -> its index, others -> next free ids by area
+    palette = DAVIS_PALETTE[:255].astype(np.float64)
+    ids_of = {}
+    to_black = np.linalg.norm(centres, axis=1)
+    if to_black.min() <= tolerance:
+        ids_of[int(to_black.argmin())] = 0
+    for c, centre in enumerate(centres):
+        if c in ids_of:
             continue
-        while next_id in used:
+        distance = np.linalg.norm(palette - centre, axis=1)
+        index = int(distance[1:].argmin()) + 1
+        if distance[index] <= PALETTE_MATCH and index not in ids_of.values():
+            ids_of[c] = index
+    next_id = 1
+    for c in np.argsort(-areas, kind="stable"):
+        if int(c) in ids_of:
+            continue
+        while next_id in ids_of.values():
             next_id += 1
-        mapping[key] = next_id
-        used.add(next_id)
-    lookup = np.array([mapping[tuple(int(v) for v in c)] for c in colours], dtype=np.uint8)
-    ids = lookup[inverse.reshape(-1)].reshape(rgb.shape[:2])
-    write_mask(dst, ids)
-    return mapping
+        ids_of[int(c)] = next_id
+
+    objects = {ids_of[c]: int(areas[c]) for c in range(len(centres)) if ids_of[c] != 0}
+    fix = (f"Save the mask from your drawing program as PNG with hard edges (no anti-aliasing, no JPEG), or raise the "
+           f"limit if the objects are real (`isvos-lite convert-mask --max-objects N --min-object-pixels P`, "
+           f"or convert_rgb_mask(..., max_objects=N, min_object_pixels=P) in Python)")
+    if len(objects) > max_objects:
+        raise ValueError(f"mask {src}: {snapped}, which still leaves {len(objects)} objects, more than "
+                         f"max_objects={max_objects}: this looks like a photographed or heavily compressed mask, "
+                         f"not object ids. " + fix)
+    tiny = {i: a for i, a in objects.items() if a < min_pixels}
+    if tiny:
+        listed = ", ".join(f"id {i}: {a} px" for i, a in sorted(tiny.items()))
+        raise ValueError(f"mask {src}: {snapped}; {len(tiny)} of the {len(objects)} objects are tiny ({listed}; "
+                         f"min_object_pixels={min_pixels}): compression or anti-aliasing specks, not objects. " + fix)
+    lookup = np.array([ids_of[c] for c in range(len(centres))], dtype=np.uint8)
+    write_mask(dst, lookup[labels])
+    return {tuple(int(v) for v in centres[c]): ids_of[c] for c in range(len(centres))}
+
+
+def snap_colours(rgb: np.ndarray, tolerance: float = CONVERT_TOLERANCE, flat_tolerance: int = 24,
+                 min_seed_pixels: int = 8) -> np.ndarray:
+    """The main colours of a mask image: (H, W, 3) uint8 -> (M, 3) uint8, most frequent first.
+
+    Only **flat** pixels (all four neighbours within ``flat_tolerance`` in every channel) propose colours, so the
+    smeared edges of a JPEG or an anti-aliased drawing cannot. Going through their colours from the most frequent,
+    a colour becomes a main colour unless it lies within ``tolerance`` of a main colour or of the line between two
+    (a blend: the halo around a red object on black is dark red), or its unexplained neighbourhood holds fewer than
+    ``min_seed_pixels`` flat pixels.
+    """
+    flat = _flat_pixels(rgb, flat_tolerance)
+    if not flat.any():
+        flat = np.ones(rgb.shape[:2], dtype=bool)
+    colours, counts = np.unique(rgb[flat].reshape(-1, 3), axis=0, return_counts=True)    # (U, 3), (U,)
+    points = colours.astype(np.float64)
+    explained = np.zeros(len(colours), dtype=bool)
+    centres: list[np.ndarray] = []
+    for i in np.argsort(-counts, kind="stable"):
+        if explained[i]:
+            continue
+        near = np.linalg.norm(points - points[i], axis=1) <= tolerance
+        if counts[near & ~explained].sum() >= min_seed_pixels:
+            for centre in centres:                                  # blends of the new colour with an older one
+                near |= _distance_to_segment(points, centre, points[i]) <= tolerance
+            centres.append(points[i])
+        explained |= near
+    if not centres:
+        centres = [points[counts.argmax()]]
+    return np.array(centres).astype(np.uint8)
+
+
+def _flat_pixels(rgb: np.ndarray, flat_tolerance: int) -> np.ndarray:
+    """(H, W, 3) -> (H, W) bool: all four neighbours lie within ``flat_tolerance`` of the pixel in every channel."""
+    x = rgb.astype(np.int16)
+    H, W = x.shape[:2]
+    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    steps = [np.abs(padded[1 + dy:1 + dy + H, 1 + dx:1 + dx + W] - x).max(-1)
+             for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    return np.max(steps, axis=0) <= flat_tolerance
+
+
+def _distance_to_segment(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(U, 3) points -> (U,) distance of each to the segment from a to b."""
+    ab = b - a
+    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
 
 
 # --------------------------------------------------------------------------------------
