@@ -50,10 +50,15 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
-def goto_repo_root() -> Path:
-    """``chdir`` to the repository root so the notebooks' relative paths (data/, checkpoints/) work."""
+def goto_repo_root(threads: int | None = None) -> Path:
+    """``chdir`` to the repository root so the notebooks' relative paths (data/, checkpoints/) work, and set
+    PyTorch's CPU threads: ``threads``, else ``$ISVOS_LITE_THREADS``, else a default that leaves the cores other
+    work keeps busy alone (:mod:`isvos_lite.threads`; one line says what was chosen)."""
+    from isvos_lite.threads import use_threads
+
     root = repo_root()
     os.chdir(root)
+    print(use_threads(threads, what="goto_repo_root(threads=N)"))
     return root
 
 

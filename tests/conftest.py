@@ -6,6 +6,7 @@ import torch
 os.environ.setdefault("MPLBACKEND", "Agg")
 # every test uses tiny tensors: one thread never waits on a second core that other work keeps busy
 torch.set_num_threads(1)
+os.environ.setdefault("ISVOS_LITE_THREADS", "1")     # the same for commands run in-process (isvos_lite.threads)
 
 
 @pytest.fixture(scope="session")

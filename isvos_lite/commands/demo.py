@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from isvos_lite.threads import add_threads_argument, use_threads
+
 DEFAULT_OUT = Path("outputs/demo")
 FRAMES_IN_FIGURE = 5
 
@@ -31,6 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
                         help="videos to segment (default: the two shortest val videos and the shortest lookalike video)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_threads_argument(parser)
 
 
 def run(args) -> int:
@@ -45,6 +48,7 @@ def run(args) -> int:
         raise NotADirectoryError(f"--out {out} exists and is a file; pass a folder")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    print(use_threads(args.threads))
     world = Path(args.world) if args.world else course.ensure_teaching_world()
     names = args.sequences or _default_sequences(world)
     sequences = davis_sequences(world, names=names)

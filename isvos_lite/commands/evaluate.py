@@ -30,6 +30,7 @@ from pathlib import Path
 
 from isvos_lite.commands.predict import add_segmenter_arguments, internal_size_note, segmenter_options
 from isvos_lite.atomic import atomic_path, atomic_write_text
+from isvos_lite.threads import use_threads
 
 RUN_RECORD = "run.json"
 SUBMISSION_ZIP = "submission.zip"
@@ -60,6 +61,7 @@ def run(args) -> int:
     from isvos_lite.checkpoint import load_checkpoint, read_checkpoint_config
 
     options = segmenter_options(args)
+    print(use_threads(args.threads))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is a file; pass a folder")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from isvos_lite.threads import add_threads_argument, use_threads
 
 # ---------------------------------------------------------------------------------------------- shared options
 def add_segmenter_arguments(parser) -> None:
@@ -43,6 +44,7 @@ def add_segmenter_arguments(parser) -> None:
     group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                        help="cpu or cuda (default: cuda when available)")
     group.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    add_threads_argument(group)
 
 
 def segmenter_options(args) -> dict:
@@ -100,6 +102,7 @@ def run(args) -> int:
     from isvos_lite.eval.video_io import OverlayVideoWriter
 
     options = segmenter_options(args)
+    print(use_threads(args.threads))
     out = Path(args.out)
     overlay_path = Path(args.overlay) if args.overlay else None
     _check_outputs(out, overlay_path, args.overwrite)
