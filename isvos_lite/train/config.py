@@ -13,8 +13,10 @@ the instance-segmentation task throughout:
 ``main``    training on real video clips (DAVIS + YouTube-VOS), 110K iterations, batch 16, learning rate 2e-5,
             decayed ×0.1 after 80K iterations.
 
-Both use AdamW with weight decay 0.05; the IS-branch parameters (pixel decoder + transformer decoder, which the
-paper initialises from COCO Mask2Former) train at 0.1× the learning rate. What the paper leaves open is taken
+Both use AdamW with weight decay 0.05; the parameters the paper initialises from COCO Mask2Former train at 0.1× the
+learning rate (``paper``: backbone, pixel decoder and transformer decoder, with no weight decay on norms, embeddings
+and biases and the deformable sampling offsets at 0.1×, as Mask2Former / Deformable DETR; ``lite``: pixel and
+transformer decoder only, weight decay everywhere; ``isvos_lite/train/optimizer.py`` says why). What the paper leaves open is taken
 from the references it follows (STCN [15], XMem [13]; see ``reference/peers.md`` §2): 384² crops, 3-frame
 static clips with one object, 8-frame video clips with up to 3 objects, the max-skip curriculum, the
 bootstrapped-CE schedule (20K → 70K iterations), and Cutie's gradient clipping at 3.0.
@@ -38,6 +40,8 @@ from dataclasses import dataclass
 __all__ = ["StageConfig", "TrainConfig", "TRAIN_PRESETS", "STAGES", "get_train_preset", "train_config_from_dict"]
 
 STAGES = ("instance", "static", "main")
+# the top-level modules of isvos_lite.model.isvos.ISVOS
+MODEL_MODULES = ("backbone", "pixel_decoder", "transformer_decoder", "key_encoder", "value_encoder", "decoder")
 
 
 @dataclass
@@ -118,7 +122,11 @@ class TrainConfig:
 
     # optimiser (§4.1)
     weight_decay: float = 0.05
-    instance_lr_scale: float = 0.1        # learning-rate factor of the IS branch (pixel + transformer decoder)
+    instance_lr_scale: float = 0.1        # learning-rate factor of the Mask2Former parameters (instance_lr_modules)
+    # the top-level modules trained at instance_lr_scale after the instance stage: what came from Mask2Former
+    instance_lr_modules: tuple[str, ...] = ("pixel_decoder", "transformer_decoder")
+    offset_lr_scale: float = 1.0          # factor of the deformable attention's sampling_offsets (Deformable DETR: 0.1)
+    decay_all_parameters: bool = True     # False: no weight decay on norms, embeddings, biases (Mask2Former)
     grad_clip: float = 3.0                # max L2 norm of all gradients together (0 disables)
     freeze_batchnorm: bool = True         # BatchNorm layers keep their statistics (eval mode) while training
 
@@ -164,6 +172,12 @@ class TrainConfig:
             raise ValueError(f"qe_align_weight must be >= 0, got {self.qe_align_weight}")
         if not 0 < self.instance_lr_scale <= 1:
             raise ValueError(f"instance_lr_scale must be in (0, 1], got {self.instance_lr_scale}")
+        if not 0 < self.offset_lr_scale <= 1:
+            raise ValueError(f"offset_lr_scale must be in (0, 1], got {self.offset_lr_scale}")
+        self.instance_lr_modules = tuple(self.instance_lr_modules)
+        unknown = [m for m in self.instance_lr_modules if m not in MODEL_MODULES]
+        if unknown:
+            raise ValueError(f"instance_lr_modules {unknown} are not modules of the model; choose among {MODEL_MODULES}")
 
     def stage(self, name: str) -> StageConfig:
         if name not in STAGES:
@@ -172,6 +186,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        d["instance_lr_modules"] = list(d["instance_lr_modules"])
         for stage in STAGES:
             d[stage]["lr_decay_steps"] = list(d[stage]["lr_decay_steps"])
             d[stage]["max_skip"] = [list(pair) for pair in d[stage]["max_skip"]]
@@ -194,6 +209,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                            clip_frames=3, max_objects=1, crop_size=384),
         main=StageConfig(iterations=110_000, batch_size=16, lr=2e-5, lr_decay_steps=(80_000,),
                          clip_frames=8, max_objects=3, crop_size=384),
+        # 0.1x for everything loaded from Mask2Former; its and Deformable DETR's conventions (train/optimizer.py)
+        instance_lr_modules=("backbone", "pixel_decoder", "transformer_decoder"), offset_lr_scale=0.1,
+        decay_all_parameters=False,
     ),
     "lite": TrainConfig(
         name="lite", model_preset="lite",

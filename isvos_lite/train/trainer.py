@@ -13,8 +13,8 @@ the analogue of the COCO-pretrained Mask2Former the paper starts from). A ``stat
    ``isvos_lite.model.key_encoder``) → backward → clip the gradient norm → AdamW step.
 
 Stages run in order (``instance``, ``static``, ``main``), each with a fresh optimiser and its own step-decay schedule; the
-model carries over. The IS-branch parameters (pixel decoder + transformer decoder) get ``instance_lr_scale`` × the
-learning rate in the static and main stages (the full rate in the instance stage). Everything random in a step is seeded from (seed, stage, step, process), and the batches are
+model carries over. The parameters that came from Mask2Former (``instance_lr_modules``; ``train/optimizer.py``) get
+``instance_lr_scale`` × the learning rate in the static and main stages (the full rate in the instance stage). Everything random in a step is seeded from (seed, stage, step, process), and the batches are
 built the same way (``batches.StepBatches``), so ``--resume`` continues exactly: the next step's loss equals that
 of an uninterrupted run.
 
@@ -55,16 +55,18 @@ from isvos_lite.train.criterion import SetCriterion
 from isvos_lite.train.distributed import DistributedContext
 from isvos_lite.train.feedback import MetricsLog, plot_loss_curves
 from isvos_lite.train.losses import VOSLoss
+from isvos_lite.train.optimizer import build_optimizer, set_learning_rate
 from isvos_lite.train.validation import describe_validation, validate_instance_ap, validate_jf, validate_qe_health
 
 __all__ = ["JointObjective", "build_optimizer", "freeze_batchnorm", "Trainer", "TrainingDiverged",
            "INSTANCE_BRANCH_MODULES", "RECIPE_FIELDS"]
 
-# the parameters the paper initialises from COCO Mask2Former and trains at 0.1x the learning rate (§4.1)
+# the IS branch proper (the lite recipe's 0.1x group); which modules train at 0.1x is TrainConfig.instance_lr_modules
 INSTANCE_BRANCH_MODULES = ("pixel_decoder", "transformer_decoder")
 
 # TrainConfig fields that define the optimisation itself: a resumed run must use the same values
-RECIPE_FIELDS = ("model_preset", "instance", "static", "main", "weight_decay", "instance_lr_scale", "grad_clip",
+RECIPE_FIELDS = ("model_preset", "instance", "static", "main", "weight_decay", "instance_lr_scale",
+                 "instance_lr_modules", "offset_lr_scale", "decay_all_parameters", "grad_clip",
                  "freeze_batchnorm", "instance_batch_size", "instance_every", "instance_weight", "num_points", "seed",
                  "instance_data", "qe_align_weight")
 
@@ -116,23 +118,6 @@ class JointObjective(nn.Module):
             losses.update({(k if k == "loss_is" else f"is_{k}"): v for k, v in is_losses.items()})
             losses["loss"] = losses["loss"] + self.instance_weight * is_losses["loss_is"]
         return losses
-
-
-def build_optimizer(model: nn.Module, lr: float, instance_lr_scale: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with two groups: the IS branch at ``instance_lr_scale`` × lr, everything else at lr (§4.1)."""
-    instance, rest = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (instance if name.split(".")[0] in INSTANCE_BRANCH_MODULES else rest).append(parameter)
-    groups = [{"params": rest, "lr": lr, "base_lr": lr, "name": "vos"},
-              {"params": instance, "lr": lr * instance_lr_scale, "base_lr": lr * instance_lr_scale, "name": "instance"}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * factor
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -362,7 +347,8 @@ class Trainer:
         cfg, stage_cfg = self.cfg, self.cfg.stage(stage)
         # the IS branch trains at full rate while it is what the stage trains, at instance_lr_scale afterwards
         lr_scale = 1.0 if stage == "instance" else cfg.instance_lr_scale
-        optimizer = build_optimizer(self.model, stage_cfg.lr, lr_scale, cfg.weight_decay)
+        optimizer = build_optimizer(self.model, stage_cfg.lr, lr_scale, cfg.weight_decay, cfg.instance_lr_modules,
+                                    cfg.offset_lr_scale, cfg.decay_all_parameters)
         self.vos_loss.start_step, self.vos_loss.end_step = stage_cfg.bootstrap_start, stage_cfg.bootstrap_end
         scaler = self._make_scaler()
         if self.resume_state is not None and self.resume_state["stage"] == stage:
