@@ -159,6 +159,26 @@ def test_overlay_video_is_read_back_with_the_written_frames(tmp_path):
     np.testing.assert_allclose(rgb[28:32, 2:48].mean((0, 1)), [100, 100, 100], atol=12)
 
 
+@pytest.mark.parametrize("codec, fourccs", [("auto", ("h264", "avc1")), ("mp4v", ("mp4v", "fmp4"))])
+def test_overlay_video_is_h264_with_usual_permissions_and_mp4v_as_fallback(tmp_path, codec, fourccs):
+    import os
+    from isvos_lite.eval.video_io import h264_available, video_codec, video_html
+    if codec == "auto" and not h264_available():
+        pytest.skip("imageio-ffmpeg is not installed: the writer falls back to OpenCV's mp4v")
+    frames = [np.full((32, 48, 3), 10 * t, np.uint8) for t in range(5)]
+    path = write_overlay_video(tmp_path / "v.mp4", frames, codec=codec)
+    assert video_codec(path) in fourccs                           # browsers play H.264 only
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask        # not mkstemp's 0600
+    assert read_video_info(path)[0] == 5
+    html = video_html(path, title="clip")
+    assert html.count("<video") == 1 and "data:video/mp4;base64," in html
+    assert ("browsers cannot play it" in html) == (codec == "mp4v")
+    with pytest.raises(ValueError, match="codec must be one of"):
+        OverlayVideoWriter(tmp_path / "w.mp4", codec="divx")
+
+
 def test_overlay_writer_leaves_nothing_on_error(tmp_path):
     with pytest.raises(ValueError, match="one size"):
         with OverlayVideoWriter(tmp_path / "v.mp4") as video:

@@ -137,7 +137,10 @@ def run(args) -> int:
     print(f"wrote {len(seq.output_indices)} masks to {out}/")
     if overlay:
         overlay.close()
-        print(f"wrote overlay video {overlay_path} ({overlay.frames_written} frames at {fps:g} fps, read back with OpenCV)")
+        codec = ("H.264, plays in browsers" if overlay.codec == "h264" else
+                 "MPEG-4 part 2: desktop players only; `pip install imageio-ffmpeg` for H.264")
+        print(f"wrote overlay video {overlay_path} ({overlay.frames_written} frames at {fps:g} fps, {codec}; "
+              f"read back with OpenCV)")
     return 0
 
 
@@ -149,7 +152,7 @@ def _check_outputs(out: Path, overlay: Path | None, overwrite: bool) -> None:
         raise ValueError(f"--out {out} is not empty; choose a new folder or pass --overwrite to replace it")
     if overlay is not None:
         if overlay.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise ValueError(f"--overlay {overlay} must end in .mp4 (it is written with the MPEG-4 'mp4v' codec)")
+            raise ValueError(f"--overlay {overlay} must end in .mp4, .m4v or .mov (it is an H.264 mp4 file)")
         if overlay.exists() and not overwrite:
             raise ValueError(f"--overlay {overlay} exists; choose another name or pass --overwrite to replace it")
         if out.resolve() in overlay.resolve().parents:
