@@ -16,7 +16,7 @@ from PIL import Image
 from isvos_lite.checkpoint import save_checkpoint
 from isvos_lite.cli import main
 from isvos_lite.data.export import WorldSizes, generate_world
-from isvos_lite.data.palette import read_mask, write_frame, write_mask
+from isvos_lite.data.palette import read_frame, read_mask, write_frame, write_mask
 from isvos_lite.data.sequences import davis_sequences, folder_sequence, youtube_sequences
 from isvos_lite.data.world import WorldConfig
 from isvos_lite.eval.runner import PARTIAL_MARKER, folder_is_complete, segment_sequence
@@ -353,3 +353,8 @@ def test_demo_writes_masks_videos_figure_and_scores(world, checkpoint, tmp_path,
     assert (out / "summary.png").stat().st_size > 10_000
     assert (out / "global_results-demo.csv").exists()
     assert "all (objects)" in text
+    # the videos show prediction | ground truth side by side; scores in percent; a computed "why" per video
+    count, (height, width), _ = read_video_info(out / "val-000.mp4")
+    frame_height, frame_width = read_frame(world / "JPEGImages" / "480p" / "val-000" / "00000.jpg").shape[:2]
+    assert width == 2 * frame_width + 4 and height >= frame_height + 20
+    assert "in percent" in text and "val-000: weakest frame" in text

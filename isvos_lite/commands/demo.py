@@ -22,6 +22,7 @@ from isvos_lite.threads import add_threads_argument, use_threads
 
 DEFAULT_OUT = Path("outputs/demo")
 FRAMES_IN_FIGURE = 5
+VIDEO_FPS = 12
 
 
 def add_arguments(parser) -> None:
@@ -56,15 +57,21 @@ def run(args) -> int:
     print(f"demo: {len(sequences)} videos of the teaching world {world}, model {weights}")
 
     masks_dir = out / "masks"
-    predictions = _segment(model, sequences, masks_dir, out, args.device)
+    predictions = _segment(model, sequences, masks_dir, args.device)
     result = _score(world, masks_dir, out, names)
-    figure_path = _summary_figure(sequences, predictions, result, out / "summary.png")
+    scores = {seq.name: _frame_scores(seq, predictions[seq.name]) for seq in sequences}
+    _videos(sequences, predictions, scores, out)
+    figure_path = _summary_figure(sequences, predictions, scores, result, out / "summary.png")
 
     print()
     print(_table(sequences, result, world))
     print()
+    lookalikes = _split_names(world, "lookalike")
+    for seq in sequences:
+        print(_why(seq, predictions[seq.name], scores[seq.name], lookalike=seq.name in lookalikes))
+    print()
     print(f"masks:    {masks_dir}/<sequence>/<frame>.png")
-    print("videos:   " + ", ".join(str(out / f"{s.name}.mp4") for s in sequences))
+    print("videos:   " + ", ".join(str(out / f"{s.name}.mp4") for s in sequences) + "  (prediction | ground truth)")
     print(f"figure:   {figure_path}")
     print(f"scores:   {out}/global_results-demo.csv, per-sequence_results-demo.csv, per-frame_results-demo.csv")
     print(f"done in {time.perf_counter() - start:.0f} s")
@@ -116,20 +123,61 @@ def _warn_random_weights() -> None:
           f"!! (the command is in checkpoints/README.md).\n{bar}", file=sys.stderr)
 
 
-def _segment(model, sequences, masks_dir: Path, out: Path, device: str) -> dict[str, dict[int, np.ndarray]]:
-    """Masks (PNGs) and an overlay video per sequence; returns {sequence: {frame index: mask}}."""
+def _segment(model, sequences, masks_dir: Path, device: str) -> dict[str, dict[int, np.ndarray]]:
+    """Palette PNGs per sequence; returns {sequence: {frame index: mask}}."""
     from tqdm.auto import tqdm
 
     from isvos_lite.eval.runner import segment_sequence
-    from isvos_lite.eval.video_io import OverlayVideoWriter
 
-    predictions = {}
-    for seq in tqdm(sequences, desc="demo", unit="video"):
-        with OverlayVideoWriter(out / f"{seq.name}.mp4", fps=12) as video:
-            predictions[seq.name] = segment_sequence(
-                model, seq, masks_dir, overwrite=True, device=device,
-                on_frame=lambda index, frame, mask: video.write(frame, mask))
-    return predictions
+    return {seq.name: segment_sequence(model, seq, masks_dir, overwrite=True, device=device)
+            for seq in tqdm(sequences, desc="demo", unit="video")}
+
+
+def _frame_scores(seq, predicted: dict[int, np.ndarray]) -> dict[int, float]:
+    """{frame index: J&F in percent} for the frames that have ground truth."""
+    from isvos_lite.viz.comparison import frame_jf
+
+    annotated = [t for t in seq.gt_indices if t in predicted]
+    if not annotated:
+        return {}
+    values = frame_jf([seq.read_gt(t) for t in annotated], [predicted[t] for t in annotated],
+                      object_ids=seq.object_ids)
+    return dict(zip(annotated, values.tolist()))
+
+
+def _videos(sequences, predictions, scores, out: Path) -> list[Path]:
+    """One side-by-side video per sequence: prediction (with the frame's J&F) | ground truth."""
+    from isvos_lite.eval.video_io import OverlayVideoWriter
+    from isvos_lite.viz.comparison import side_by_side_frame
+
+    paths = []
+    for seq in sequences:
+        gt_at = set(seq.gt_indices)
+        with OverlayVideoWriter(out / f"{seq.name}.mp4", fps=VIDEO_FPS) as video:
+            for t in range(len(seq)):
+                gt = seq.read_gt(t) if t in gt_at else None
+                video.write(side_by_side_frame(seq.read_frame(t), predictions[seq.name][t], gt,
+                                               label=f"frame {t}", jf=scores[seq.name].get(t)))
+        paths.append(video.path)
+    return paths
+
+
+def _why(seq, predicted, scores: dict[int, float], lookalike: bool = False) -> str:
+    """A computed sentence on a video's weakest frame: which kind of wrong pixels dominate there."""
+    from isvos_lite.viz.comparison import error_shares
+
+    scored = {t: v for t, v in scores.items() if 0 < t < len(seq) - 1} or scores
+    if not scored:
+        return f"{seq.name}: no ground truth to compare with"
+    worst = min(scored, key=scored.get)
+    shares = error_shares(predicted[worst], seq.read_gt(worst))
+    kind = max(("missed", "spurious", "wrong object"), key=shares.get)
+    meaning = {"missed": "object pixels predicted as background (the mask lost part of the object)",
+               "spurious": "background predicted as an object (the mask spilled onto something else"
+                           + (", here most likely a look-alike wearing the target's texture)" if lookalike else ")"),
+               "wrong object": "one object's pixels given to another (two objects confused)"}[kind]
+    return (f"{seq.name}: weakest frame {worst} (J&F {scored[worst]:.1f}); {100 * shares[kind]:.0f} % of its "
+            f"{shares['wrong pixels']} wrong pixels are {kind}: {meaning}")
 
 
 def _score(world: Path, masks_dir: Path, out: Path, names: list[str]):
@@ -146,38 +194,54 @@ def _sequence_means(result, name: str) -> tuple[float, float, float, int]:
     return (j + f) / 2, j, f, len(rows)
 
 
+def _split_names(world: Path, split: str) -> set[str]:
+    listed = world / "ImageSets" / "2017" / f"{split}.txt"
+    return set(listed.read_text().split()) if listed.exists() else set()
+
+
 def _table(sequences, result, world: Path) -> str:
-    lookalikes = set((world / "ImageSets" / "2017" / "lookalike.txt").read_text().split()) \
-        if (world / "ImageSets" / "2017" / "lookalike.txt").exists() else set()
+    lookalikes = _split_names(world, "lookalike")
     lines = [f"{'sequence':<16}{'kind':<12}{'frames':>7}{'objects':>9}{'J&F':>8}{'J':>8}{'F':>8}"]
     for seq in sequences:
         jf, j, f, objects = _sequence_means(result, seq.name)
         kind = "lookalike" if seq.name in lookalikes else "val"
-        lines.append(f"{seq.name:<16}{kind:<12}{len(seq):>7}{objects:>9}{jf:>8.3f}{j:>8.3f}{f:>8.3f}")
+        lines.append(f"{seq.name:<16}{kind:<12}{len(seq):>7}{objects:>9}{100 * jf:>8.1f}{100 * j:>8.1f}{100 * f:>8.1f}")
     g = result.global_metrics
     lines.append(f"{'all (objects)':<16}{'':<12}{sum(len(s) for s in sequences):>7}{len(result.per_sequence):>9}"
-                 f"{g['J&F-Mean']:>8.3f}{g['J-Mean']:>8.3f}{g['F-Mean']:>8.3f}")
+                 f"{100 * g['J&F-Mean']:>8.1f}{100 * g['J-Mean']:>8.1f}{100 * g['F-Mean']:>8.1f}")
+    lines.append("(J&F, J and F in percent, as in the paper's tables)")
     return "\n".join(lines)
 
 
-def _summary_figure(sequences, predictions, result, path: Path) -> Path:
-    """One row per video: ``FRAMES_IN_FIGURE`` evenly spaced frames with the predicted masks overlaid."""
+def _summary_figure(sequences, predictions, scores, result, path: Path) -> Path:
+    """Two rows per video: ``FRAMES_IN_FIGURE`` evenly spaced frames with the predicted masks (titled with the frame's
+    J&F in percent), and the ground truth below them."""
     from isvos_lite.viz import draw_overlay, new_figure, object_legend_handles, save_figure
 
     height, width = sequences[0].size
-    figure, axes = new_figure(len(sequences), FRAMES_IN_FIGURE, panel_size=(2.6, 2.6 * height / width + 0.4))
+    figure, axes = new_figure(2 * len(sequences), FRAMES_IN_FIGURE, panel_size=(3.0, 3.0 * height / width + 0.5))
     ids: set[int] = set()
     for row, seq in enumerate(sequences):
-        jf = _sequence_means(result, seq.name)[0]
+        jf = 100 * _sequence_means(result, seq.name)[0]
+        gt_at = set(seq.gt_indices)
         for col, t in enumerate(np.linspace(0, len(seq) - 1, FRAMES_IN_FIGURE).round().astype(int)):
-            mask = predictions[seq.name][int(t)]
+            t = int(t)
+            frame, mask = seq.read_frame(t), predictions[seq.name][t]
             ids.update(int(i) for i in np.unique(mask) if i)
-            title = f"{seq.name} · frame {t}" if col == 0 else f"frame {t}"
-            if col == 0:
-                title += f"\nJ&F {jf:.3f}"
-            draw_overlay(axes[row, col], seq.read_frame(int(t)), mask, title=title)
+            score = scores[seq.name].get(t)
+            title = f"frame {t}" + (" (given)" if t == 0 else f": J&F {score:.1f}" if score is not None else "")
+            draw_overlay(axes[2 * row, col], frame, mask, title=title)
+            if t in gt_at:
+                draw_overlay(axes[2 * row + 1, col], frame, seq.read_gt(t), title=f"frame {t}: ground truth")
+            else:
+                draw_overlay(axes[2 * row + 1, col], frame, title=f"frame {t}: not annotated")
+        axes[2 * row, 0].set_ylabel(f"{seq.name}\nprediction\n(J&F {jf:.1f})", fontsize=12)
+        axes[2 * row + 1, 0].set_ylabel("ground truth", fontsize=12)
+    for ax in axes.flat:
+        ax.title.set_fontsize(12)
     if ids:
         figure.legend(handles=object_legend_handles(sorted(ids)), loc="outside lower center",
-                      ncols=min(len(ids), 8), fontsize=8, frameon=False)
-    figure.suptitle("isvos-lite demo: predicted masks (frame 0 is the given mask)")
+                      ncols=min(len(ids), 8), fontsize=11, frameon=False)
+    figure.suptitle("isvos-lite demo: prediction (J&F per frame, percent) above the ground truth; frame 0 is given",
+                    fontsize=14)
     return save_figure(figure, path)

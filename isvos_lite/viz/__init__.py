@@ -5,6 +5,7 @@ matplotlib Figure; the explorers in :mod:`isvos_lite.viz.widgets` are ipywidgets
 
 - colours: :func:`object_color` - object k is row k of the DAVIS palette everywhere.
 - overlays: :func:`overlay_mask`, :func:`show_frames`, :func:`compare_masks` (paper Fig. 1, 5, 6).
+- prediction beside ground truth with per-frame J&F: :func:`show_prediction_and_truth`, :func:`side_by_side_frame`.
 - affinity: :func:`plot_affinity`, :func:`top_k_positions` (Eq. 3, top-k reading of §4.1).
 - readout: :func:`readout_pca_rgb`, :func:`plot_readout_features` (Fig. 8).
 - curves: :func:`plot_jf_curves` (Fig. 1), :func:`plot_memory_tradeoff` (Fig. 7), :func:`plot_loss_curves`.
@@ -17,6 +18,7 @@ from isvos_lite.viz.colors import (DAVIS_PALETTE, ERROR_COLORS, colorize_ids, ob
                                    object_legend_handles)
 from isvos_lite.viz.curves import (load_metrics_log, per_frame_curve, plot_jf_curves, plot_loss_curves,
                                    plot_memory_tradeoff, smooth_ema)
+from isvos_lite.viz.comparison import error_shares, frame_jf, show_prediction_and_truth, side_by_side_frame
 from isvos_lite.viz.figures import new_figure, save_figure
 from isvos_lite.viz.overlays import (compare_masks, draw_comparison, draw_overlay, error_map, error_overlay,
                                      mask_boundary, mask_ious, overlay_mask, show_frames)
@@ -38,6 +40,7 @@ __all__ = [
     "as_frame", "as_frames", "as_mask", "as_masks", "to_numpy",
     "DAVIS_PALETTE", "ERROR_COLORS", "colorize_ids", "object_color", "object_color_hex", "object_legend_handles",
     "load_metrics_log", "per_frame_curve", "plot_jf_curves", "plot_loss_curves", "plot_memory_tradeoff", "smooth_ema",
+    "error_shares", "frame_jf", "show_prediction_and_truth", "side_by_side_frame",
     "new_figure", "save_figure",
     "compare_masks", "draw_comparison", "draw_overlay", "error_map", "error_overlay", "mask_boundary", "mask_ious",
     "overlay_mask", "show_frames",
