@@ -8,7 +8,8 @@ Examples::
     isvos-lite train --preset lite --data data/toy --out runs/is --stage instance  # IS pretraining only
     isvos-lite train --preset lite --data data/toy --out runs/vos --stage static main --init runs/is/model.safetensors
     torchrun --nproc_per_node=4 -m isvos_lite.cli train --preset paper --data DAVIS --youtube YTVOS \\
-        --coco COCO --static-data STATIC --out runs/paper --device cuda                      # the paper's recipe
+        --coco COCO --static-data STATIC --out runs/paper --device cuda --stage static main \\
+        --init-mask2former model_final_3c8ec9.pkl --init-imagenet-value resnet18-f37072fd.pth   # the paper's recipe
 
 Writes ``<out>/metrics.jsonl``, ``<out>/loss_curve.png``, ``<out>/checkpoints/`` (training state) and the trained
 model ``<out>/model.safetensors`` + ``<out>/model.json``.
@@ -46,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-instance", default=None,
                         help="load only the backbone + IS branch of this checkpoint (e.g. an instance-stage run's "
                              "model.safetensors), the analogue of COCO Mask2Former weights; works for every ablation")
+    parser.add_argument("--init-imagenet", default=None, metavar="PTH",
+                        help="torchvision ImageNet ResNet-50 (resnet50-*.pth) for the shared backbone")
+    parser.add_argument("--init-imagenet-value", default=None, metavar="PTH",
+                        help="torchvision ImageNet ResNet-18 (resnet18-*.pth) for the value encoder")
+    parser.add_argument("--init-mask2former", default=None, metavar="PKL",
+                        help="detectron2 Mask2Former R50 COCO instance weights (model_final_3c8ec9.pkl) for the "
+                             "backbone, pixel decoder and transformer decoder (the paper's start, §4.1)")
+    parser.add_argument("--backbone-norm", choices=("frozen_bn", "bn"), default=None,
+                        help="BatchNorm of the ResNets: frozen (needs pretrained weights; the paper preset) or "
+                             "trainable (from scratch; the lite preset)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="training device (default: cuda when available, else cpu)")
     parser.add_argument("--youtube", default=None, help="YouTube-VOS root added to main training (train/meta.json)")
@@ -99,6 +110,8 @@ def build_configs(args: argparse.Namespace):
                        "multi_path_fusion": not args.no_multi_path_fusion}
     if args.qe_injection is not None:
         model_overrides["qe_injection"] = args.qe_injection
+    if getattr(args, "backbone_norm", None) is not None:
+        model_overrides["backbone_norm"] = args.backbone_norm
     model_cfg = get_preset(cfg.model_preset, **model_overrides)
     return cfg, model_cfg, stages
 
@@ -121,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, model_cfg, sources, args.out, plan=stages, device=device, resume=args.resume,
                           init=args.init, progress=not args.quiet, dist_ctx=dist_ctx,
-                          init_instance=args.init_instance)
+                          init_instance=args.init_instance, init_imagenet=args.init_imagenet,
+                          init_imagenet_value=args.init_imagenet_value, init_mask2former=args.init_mask2former)
         summary = trainer.run()
     finally:
         dist_ctx.close()

@@ -56,6 +56,7 @@ from isvos_lite.train.distributed import DistributedContext
 from isvos_lite.train.feedback import MetricsLog, plot_loss_curves
 from isvos_lite.train.losses import VOSLoss
 from isvos_lite.train.optimizer import build_optimizer, set_learning_rate
+from isvos_lite.train.pretrained import check_frozen_bn_initialised, import_pretrained
 from isvos_lite.train.validation import describe_validation, validate_instance_ap, validate_jf, validate_qe_health
 
 __all__ = ["JointObjective", "build_optimizer", "freeze_batchnorm", "Trainer", "TrainingDiverged",
@@ -134,14 +135,18 @@ class Trainer:
 
     ``resume=True`` continues from ``<out_dir>/checkpoints/latest.json``; ``init`` starts from a model
     checkpoint (e.g. the result of a static stage) instead of random weights; ``init_instance`` loads only the
-    backbone and IS branch of a checkpoint (e.g. the result of an ``instance`` stage) into any VOS variant. ``on_step_end(stage, step, losses)``
+    backbone and IS branch of a checkpoint (e.g. the result of an ``instance`` stage) into any VOS variant;
+    ``init_imagenet`` / ``init_imagenet_value`` / ``init_mask2former`` import the public ImageNet and Mask2Former
+    files (``train/pretrained.py``), and a frozen-BatchNorm model that nothing initialises is refused. ``on_step_end(stage, step, losses)``
     is called after every step (the tests use it to interrupt a run).
     """
 
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, sources: DataSources, out_dir: str | Path,
                  plan: tuple[str, ...] = STAGES, device: str = "cpu", resume: bool = False,
                  init: str | Path | None = None, progress: bool = True, on_step_end=None,
-                 dist_ctx: DistributedContext | None = None, init_instance: str | Path | None = None):
+                 dist_ctx: DistributedContext | None = None, init_instance: str | Path | None = None,
+                 init_imagenet: str | Path | None = None, init_imagenet_value: str | Path | None = None,
+                 init_mask2former: str | Path | None = None):
         unknown = [s for s in plan if s not in STAGES]
         if not plan or unknown:
             raise ValueError(f"stages must be among {STAGES}, got {list(plan)}")
@@ -173,6 +178,13 @@ class Trainer:
             load_checkpoint(init, map_location=self.device, model=self.model)
         if init_instance is not None and not resume:
             load_instance_branch(init_instance, self.model, map_location=self.device)
+        if not resume:      # the public pretrained files (train/pretrained.py); frozen BN must not start random
+            check_frozen_bn_initialised(
+                model_cfg, backbone_initialised=any(x is not None for x in (init, init_instance, init_imagenet,
+                                                                             init_mask2former)),
+                value_initialised=init is not None or init_imagenet_value is not None)
+            import_pretrained(self.model, init_imagenet, init_imagenet_value, init_mask2former,
+                              verbose=self.dist.is_main)
 
         self._instance_datasets: dict[tuple, object] = {}
         if cfg.instance_every or "instance" in self.plan:   # fail early if the categories do not fit the model
