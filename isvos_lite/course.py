@@ -58,7 +58,7 @@ def goto_repo_root(threads: int | None = None) -> Path:
 
     root = repo_root()
     os.chdir(root)
-    print(use_threads(threads, what="goto_repo_root(threads=N)"))
+    print(use_threads(threads, what="goto_repo_root(threads=...)", how="course.goto_repo_root(threads=N)"))
     return root
 
 

@@ -34,8 +34,9 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
     return max(1, min(cores, MAX_DEFAULT_THREADS, free))
 
 
-def resolve_threads(requested: int | None = None, what: str = "--threads") -> tuple[int, str]:
-    """(threads, why): ``requested``, else ``$ISVOS_LITE_THREADS``, else :func:`default_threads`."""
+def resolve_threads(requested: int | None = None, what: str = "--threads", how: str = "--threads N") -> tuple[int, str]:
+    """(threads, why): ``requested`` (the option ``what``, set as ``how``), else ``$ISVOS_LITE_THREADS``, else
+    :func:`default_threads`."""
     if requested is not None:
         source, value = what, requested
     elif os.environ.get(ENV_VAR):
@@ -50,17 +51,17 @@ def resolve_threads(requested: int | None = None, what: str = "--threads") -> tu
             load = f", load {os.getloadavg()[0]:.1f}"
         except (AttributeError, OSError):
             load = ""
-        return default_threads(), f"default: {cores} cores{load}; {what} N or {ENV_VAR}=N to choose"
+        return default_threads(), f"default: {cores} cores{load}; choose with {how} or {ENV_VAR}=N"
     if value < 1:
         raise ValueError(f"{source} must be >= 1 CPU thread, got {value}")
     return value, source
 
 
-def use_threads(requested: int | None = None, what: str = "--threads") -> str:
+def use_threads(requested: int | None = None, what: str = "--threads", how: str = "--threads N") -> str:
     """Set PyTorch's CPU threads (see :func:`resolve_threads`); returns a one-line note of what was chosen."""
     import torch
 
-    threads, why = resolve_threads(requested, what)
+    threads, why = resolve_threads(requested, what, how)
     torch.set_num_threads(threads)
     return f"torch threads: {threads} ({why})"
 

@@ -29,7 +29,7 @@ def test_threads_from_the_option_the_environment_or_the_default(monkeypatch):
         resolve_threads(None)
     monkeypatch.delenv(ENV_VAR)
     threads, why = resolve_threads(None)
-    assert threads == default_threads() and "--threads N" in why
+    assert threads == default_threads() and "choose with --threads N" in why
     with pytest.raises(ValueError, match="--threads must be >= 1"):
         resolve_threads(0)
 

@@ -51,7 +51,7 @@ def test_show_prediction_and_truth_titles_carry_the_frame_jf():
     pred = gt.copy()
     pred[1] = 0
     frames = [np.full((40, 60, 3), 90, np.uint8)] * 3
-    figure = show_prediction_and_truth(frames, list(pred), list(gt), [0, 1])
+    figure = show_prediction_and_truth(frames, list(pred), list(gt), [0, 1, 2])
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert "frame 0: J&F 100.0" in titles and "frame 1: J&F 0.0" in titles
+    assert "frame 0: given mask" in titles and "frame 1: J&F 0.0" in titles and "frame 2: J&F 100.0" in titles
     assert titles.count("frame 1: ground truth") == 1

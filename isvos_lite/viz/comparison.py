@@ -72,9 +72,10 @@ def side_by_side_frame(frame: Any, pred: Any, gt: Any | None, label: str = "", j
 
 
 def show_prediction_and_truth(frames: Sequence[Any], pred_masks: Sequence[Any], gt_masks: Sequence[Any],
-                              frame_indices: Sequence[int], title: str | None = None,
+                              frame_indices: Sequence[int], title: str | None = None, given: Sequence[int] = (0,),
                               panel_size: float = 3.0, figure: Figure | None = None) -> Figure:
-    """Two rows: the prediction at each chosen frame (titled with the frame's J&F in percent) above the ground truth."""
+    """Two rows: the prediction at each chosen frame (titled with the frame's J&F in percent) above the ground truth.
+    Frames in ``given`` (the first frame, whose mask the method was given) say so instead of a score."""
     indices = [int(t) for t in frame_indices]
     jf = frame_jf([gt_masks[t] for t in indices], [pred_masks[t] for t in indices]) if indices else []
     height, width = as_frame(frames[indices[0]], "frame").shape[:2]
@@ -83,7 +84,8 @@ def show_prediction_and_truth(frames: Sequence[Any], pred_masks: Sequence[Any], 
     ids: set[int] = set()
     for column, (t, score) in enumerate(zip(indices, jf)):
         ids.update(int(i) for i in np.unique(gt_masks[t]) if i)
-        draw_overlay(axes[0, column], frames[t], pred_masks[t], title=f"frame {t}: J&F {score:.1f}")
+        scored = "given mask" if t in given else f"J&F {score:.1f}"
+        draw_overlay(axes[0, column], frames[t], pred_masks[t], title=f"frame {t}: {scored}")
         draw_overlay(axes[1, column], frames[t], gt_masks[t], title=f"frame {t}: ground truth")
     for ax in axes.flat:
         ax.title.set_fontsize(12)
