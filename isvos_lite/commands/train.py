@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (weights, batches, sampling)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard logs to OUT/tensorboard (scalars, validation previews); needs "
+                             "the optional extra: pip install -e \".[tensorboard]\"")
 
 
 def build_configs(args: argparse.Namespace):
@@ -135,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, model_cfg, sources, args.out, plan=stages, device=device, resume=args.resume,
                           init=args.init, progress=not args.quiet, dist_ctx=dist_ctx,
                           init_instance=args.init_instance, init_imagenet=args.init_imagenet,
-                          init_imagenet_value=args.init_imagenet_value, init_mask2former=args.init_mask2former)
+                          init_imagenet_value=args.init_imagenet_value, init_mask2former=args.init_mask2former,
+                          tensorboard=args.tensorboard)
         summary = trainer.run()
     finally:
         dist_ctx.close()

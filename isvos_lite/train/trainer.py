@@ -146,7 +146,7 @@ class Trainer:
                  init: str | Path | None = None, progress: bool = True, on_step_end=None,
                  dist_ctx: DistributedContext | None = None, init_instance: str | Path | None = None,
                  init_imagenet: str | Path | None = None, init_imagenet_value: str | Path | None = None,
-                 init_mask2former: str | Path | None = None):
+                 init_mask2former: str | Path | None = None, tensorboard: bool = False):
         unknown = [s for s in plan if s not in STAGES]
         if not plan or unknown:
             raise ValueError(f"stages must be among {STAGES}, got {list(plan)}")
@@ -204,6 +204,12 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         # the log's "iteration" counts through the whole recipe (static, then main), whichever stages this run does
         self.iteration_offset = {s: sum(cfg.stage(p).iterations for p in STAGES[:i]) for i, s in enumerate(STAGES)}
+        # optional TensorBoard mirror of metrics.jsonl (train/tensorboard.py); events after a resume point are dropped
+        self.tensorboard = None
+        if tensorboard and self.dist.is_main:
+            from isvos_lite.train.tensorboard import TensorBoardLog
+            self.tensorboard = TensorBoardLog(self.out_dir, purge_step=self.iteration_offset[self.start_stage]
+                                              + self.start_step + 1 if resume else None)
 
     def _instance_dataset(self, stage: str):
         """IS images at the stage's crop size (built once per size), or None without joint IS training."""
@@ -326,15 +332,31 @@ class Trainer:
             if stage == "instance":
                 result = validate_instance_ap(self.model, self.sources, self.cfg.val_instance_images)
             else:
+                previews = [] if self.tensorboard is not None else None
                 result = validate_jf(self.model, self.sources.root, "val", self.cfg.val_videos,
-                                     max_internal_size=self.cfg.val_size or None)
+                                     max_internal_size=self.cfg.val_size or None, previews=previews)
+                if previews:
+                    self.tensorboard.previews(previews, self.iteration_offset[stage] + step)
                 if self.model_cfg.query_enhancement:
                     result.update(validate_qe_health(self.model, self.sources.root, "val", self.cfg.val_videos))
             result.update(stage=stage, step=step, iteration=self.iteration_offset[stage] + step)
-            self.log.append(result)
+            self._publish(result)
         self.dist.barrier()
         self._train_mode()
         return result
+
+    def _publish(self, record: dict) -> None:
+        """One record to metrics.jsonl (and to TensorBoard when asked for)."""
+        self.log.append(record)
+        if self.tensorboard is not None:
+            self.tensorboard.log(record)
+
+    def _eta(self, stage: str, done: int, seconds_per_it: float) -> str:
+        """Time left for the whole plan (this stage's remaining iterations and every later stage's), at the current
+        speed; tqdm's own estimate covers only the current stage."""
+        later = self.plan[self.plan.index(stage) + 1:]
+        remaining = self.cfg.stage(stage).iterations - done + sum(self.cfg.stage(s).iterations for s in later)
+        return tqdm.format_interval(remaining * seconds_per_it)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -385,6 +407,7 @@ class Trainer:
                    disable=not self.progress, dynamic_ncols=True)
         window: dict[str, float] = {}
         window_steps, window_seconds = 0, 0.0
+        seconds_per_it = None                # smoothed, for the whole-run ETA on the bar
         tick = time.perf_counter()           # seconds per iteration count data loading + the step, not saving
         for step, batch in zip(range(start_step, stage_cfg.iterations), loader):
             record = self.train_step(stage, step, batch, optimizer, scaler)
@@ -394,12 +417,15 @@ class Trainer:
                 window[key] = window.get(key, 0.0) + value
             window_steps += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
+            step_seconds = time.perf_counter() - tick
+            seconds_per_it = step_seconds if seconds_per_it is None else 0.9 * seconds_per_it + 0.1 * step_seconds
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}",
+                            eta_all=self._eta(stage, done, seconds_per_it))
             if done % cfg.log_every == 0 or done == stage_cfg.iterations:
                 averaged = {k: self.dist.mean(v / window_steps, self.device) for k, v in window.items()}
                 if self.dist.is_main:
-                    self.log.append({"stage": stage, "step": done, "iteration": self.iteration_offset[stage] + done,
-                                     **averaged, "sec_per_it": window_seconds / window_steps})
+                    self._publish({"stage": stage, "step": done, "iteration": self.iteration_offset[stage] + done,
+                                   **averaged, "sec_per_it": window_seconds / window_steps})
                 window, window_steps, window_seconds = {}, 0, 0.0
             if cfg.val_every and (done % cfg.val_every == 0 or done == stage_cfg.iterations):
                 last_val = self._validate(stage, done)
@@ -438,5 +464,7 @@ class Trainer:
             summary["model"] = str(model_path) if model_path else None
         if self.dist.is_main:
             plot_loss_curves(self.log.records(), self.out_dir / "loss_curve.png")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         summary["seconds"] = time.perf_counter() - started
         return summary

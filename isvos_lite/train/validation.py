@@ -23,10 +23,12 @@ __all__ = ["validate_jf"]
 
 @torch.no_grad()
 def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "val", num_videos: int = 8,
-                max_internal_size: int | None = None) -> dict:
+                max_internal_size: int | None = None, previews: list | None = None, num_previews: int = 3) -> dict:
     """Mean J, F and J&F (percent) of ``model`` on the first ``num_videos`` videos of ``split``.
 
-    Leaves the model in eval mode (the caller switches it back to training).
+    ``previews``: a list that gets ``(video, frame (H, W, 3), predicted ids (H, W), ground truth (H, W))`` of the
+    middle annotated frame of the first ``num_previews`` videos (for TensorBoard). Leaves the model in eval mode
+    (the caller switches it back to training).
     """
     sequences = davis_sequences(root, split)[:num_videos]
     object_j, object_f = [], []
@@ -45,6 +47,9 @@ def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "v
         per_frame = [frame_scores(seq.read_gt(i), predictions[i], ids, radius) for i in scored]
         j = np.stack([s[0] for s in per_frame])                   # (frames, objects)
         f = np.stack([s[1] for s in per_frame])
+        if previews is not None and len(previews) < num_previews:
+            middle = scored[len(scored) // 2]
+            previews.append((seq.name, frames[middle], predictions[middle], seq.read_gt(middle)))
         object_j.extend(j.mean(0).tolist())
         object_f.extend(f.mean(0).tolist())
     if not object_j:
