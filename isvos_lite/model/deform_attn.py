@@ -12,6 +12,15 @@ Sampling uses ``F.grid_sample`` (bilinear, zeros outside, ``align_corners=False`
 CUDA op is needed (the most common install failure of the reference code, peers §4.4).
 Coordinates are normalised (x, y) in [0, 1]; pixel (i, j) of a level has its centre at
 ((j + 0.5) / W_l, (i + 0.5) / H_l).
+
+Two implementations of the same sum, tested equal (``tests/test_deform_attn.py``):
+
+* :func:`ms_deform_attn_core`, the reference: one ``grid_sample`` per level, then the weighted sum. Used
+  whenever gradients are needed (training), where its backward is the faster one.
+* :func:`ms_deform_attn_gather`, the inference path: a bilinear sample is itself a weighted sum of 4 pixels,
+  so the whole of Eq. (2) for one query and head is a weighted sum of 4·L·P pixels of that head's value map;
+  ``F.embedding_bag(mode="sum", per_sample_weights=...)`` computes exactly such sums of gathered rows, without
+  materialising the (B·M, D, Lq, L·P) sample tensor. 3-4x faster on a CPU (issue 13).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ms_deform_attn_core", "MSDeformAttn"]
+__all__ = ["ms_deform_attn_core", "ms_deform_attn_gather", "MSDeformAttn"]
 
 
 def _shape_list(spatial_shapes: torch.Tensor) -> list[tuple[int, int]]:
@@ -69,6 +78,51 @@ def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: torch.Tensor, sampl
     weights = attention_weights.transpose(1, 2).reshape(B * M, 1, Lq, L * P)
     out = (sampled_all * weights).sum(-1)                             # (B*M, D, Lq)
     return out.view(B, M * D, Lq).transpose(1, 2).contiguous()         # (B, Lq, M*D)
+
+
+def ms_deform_attn_gather(value: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
+                          attention_weights: torch.Tensor) -> torch.Tensor:
+    """:func:`ms_deform_attn_core` (same arguments, same result) as one weighted gather-and-sum.
+
+    grid_sample(align_corners=False) reads a point (x, y) in [0, 1] at pixel coordinates (x·W - 0.5, y·H - 0.5)
+    and mixes its 4 neighbouring pixels with the bilinear weights (1-fx)(1-fy), fx(1-fy), (1-fx)fy, fx·fy;
+    neighbours outside the map count as zeros. Multiplying those by the attention weight A turns Eq. (2) for one
+    (query, head) into a sum over 4·L·P (pixel, weight) pairs, which ``F.embedding_bag`` evaluates directly.
+    Zeros outside: every level's map is zero-padded (1 pixel before, 2 after) and the pixel coordinates are
+    clamped to [-1, W] x [-1, H], so every neighbour index is valid and the ones outside read padding.
+    """
+    shapes = _shape_list(spatial_shapes)
+    B, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+
+    # The table of rows to gather from: per (batch, head), every level's map zero-padded, flattened, concatenated.
+    tables, level_starts, start = [], [], 0
+    for (h, w), v in zip(shapes, value.split([h * w for h, w in shapes], dim=1)):
+        v = v.reshape(B, h, w, M, D).permute(0, 3, 1, 2, 4)                          # (B, M, h, w, D)
+        tables.append(F.pad(v, (0, 0, 1, 2, 1, 2)).flatten(2, 3))                     # (B, M, (h+3)(w+3), D)
+        level_starts.append(start)
+        start += (h + 3) * (w + 3)
+    rows_per_head = start
+    table = torch.cat(tables, dim=2).reshape(B * M * rows_per_head, D)
+    head_start = torch.arange(B * M, device=value.device).view(B, 1, M, 1) * rows_per_head   # (B, 1, M, 1)
+
+    xy = sampling_locations.permute(5, 3, 0, 1, 2, 4)                                 # (2, L, B, Lq, M, P)
+    indices, weights = [], []
+    for level, (h, w) in enumerate(shapes):
+        x = (xy[0, level] * w - 0.5).clamp(-1.0, float(w))                            # (B, Lq, M, P) pixel coords
+        y = (xy[1, level] * h - 0.5).clamp(-1.0, float(h))
+        x0, y0 = x.floor(), y.floor()
+        fx, fy = x - x0, y - y0
+        row = w + 3                                                                   # padded row length
+        top_left = head_start + level_starts[level] + (y0.long() + 1) * row + (x0.long() + 1)
+        a = attention_weights[:, :, :, level]                                         # (B, Lq, M, P)
+        indices += [top_left, top_left + 1, top_left + row, top_left + row + 1]
+        weights += [a * (1 - fy) * (1 - fx), a * (1 - fy) * fx, a * fy * (1 - fx), a * fy * fx]
+    bags = B * Lq * M                                                                 # one sum per (b, query, head)
+    index = torch.cat(indices, dim=-1).reshape(bags, 4 * L * P)
+    weight = torch.cat(weights, dim=-1).reshape(bags, 4 * L * P).to(table.dtype)
+    out = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")        # (B*Lq*M, D)
+    return out.view(B, Lq, M * D)
 
 
 class MSDeformAttn(nn.Module):
@@ -151,7 +205,9 @@ class MSDeformAttn(nn.Module):
         if self.record:
             self.last_sampling = (locations.detach(), weights.detach())
 
-        out = ms_deform_attn_core(value, spatial_shapes, locations, weights)          # (B, Lq, C)
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (value, locations, weights))
+        core = ms_deform_attn_core if needs_grad else ms_deform_attn_gather           # equal; see the module doc
+        out = core(value, spatial_shapes, locations, weights)                         # (B, Lq, C)
         return self.output_proj(out)
 
     def _check_inputs(self, query, reference_points, value_input, shapes, level_start_index, padding_mask):

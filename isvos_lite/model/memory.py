@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory", "query_major_similarity", "topk_readout"]
 
@@ -43,12 +44,13 @@ def _l2_logits(mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool
     with torch.autocast(device_type=mem_key.device.type, enabled=False):
         mem_key = mem_key.float()
         query_key = query_key.float()
+        scale = 1 / math.sqrt(key_dim)
         key_sq = mem_key.pow(2).sum(dim=1)                               # (B, N_m)
-        if query_major:
-            cross = torch.bmm(query_key.transpose(1, 2), mem_key)       # (B, HW, N_m)
-            return (2 * cross - key_sq.unsqueeze(1)) / math.sqrt(key_dim)
-        cross = torch.bmm(mem_key.transpose(1, 2), query_key)           # (B, N_m, HW)
-        return (2 * cross - key_sq.unsqueeze(2)) / math.sqrt(key_dim)
+        # baddbmm(C, A, B, beta, alpha) = beta * C + alpha * (A @ B): the same formula in one pass over the
+        # (HW, N_m) result instead of three (2 * cross, - key_sq, / sqrt(C_k)); that matrix is the largest of a frame
+        if query_major:                                                  # (B, HW, N_m)
+            return torch.baddbmm(key_sq.unsqueeze(1), query_key.transpose(1, 2), mem_key, beta=-scale, alpha=2 * scale)
+        return torch.baddbmm(key_sq.unsqueeze(2), mem_key.transpose(1, 2), query_key, beta=-scale, alpha=2 * scale)
 
 
 def l2_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
@@ -195,9 +197,11 @@ def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
     values, indices = similarity.float().topk(k, dim=2)                 # (B, HW, k), sorted: values[..., 0] is the max
     weights = (values - values[..., :1]).exp()
     weights = weights / weights.sum(dim=2, keepdim=True)                # (B, HW, k)
-    flat_values = mem_value.reshape(B, O * C_v, N_m)
     out = []
-    for b in range(B):                                                  # gather the k chosen entries per query pixel
-        picked = flat_values[b][:, indices[b].reshape(-1)].view(O * C_v, HW, k)      # (O*C_v, HW, k)
-        out.append((picked * weights[b].to(picked.dtype).unsqueeze(0)).sum(-1))       # (O*C_v, HW)
+    for b in range(B):
+        # F_mem(j) = sum over the k kept entries i of weight_ji * V(i): a weighted sum of k gathered rows of the
+        # (N_m, O*C_v) value table per query pixel j, which embedding_bag computes without a (HW, k, O*C_v) copy
+        table = mem_value[b].reshape(O * C_v, N_m).T.contiguous()                          # (N_m, O*C_v)
+        picked = F.embedding_bag(indices[b], table, per_sample_weights=weights[b].to(table.dtype), mode="sum")
+        out.append(picked.T)                                                               # (O*C_v, HW)
     return torch.stack(out).view(B, O, C_v, HW), weights, indices

@@ -22,6 +22,17 @@ O_i = ResBlock(up(O_{i-1}) + B̃_i), and the P convolutions do not exist.
 Objects: the readout has one map per object, the skips and P are per frame. B̃_i and P̃_i are therefore
 computed once per frame and broadcast over the objects (the same result as convolving a per-object copy);
 everything after the first addition runs with the objects folded into the batch (peers §1.5).
+
+Shared half of the fusion (speed, issue 13): the ResBlock's input concat(a_o, p) has a per-object half a_o and
+a half p = up(P̃_i) that is the same for every object. A convolution over concatenated channels is the sum of
+convolutions over each part, and ReLU acts channel by channel, so
+
+    conv1(relu(concat(a_o, p))) = conv1[:, :C](relu(a_o)) + conv1[:, C:](relu(p))
+    shortcut(concat(a_o, p))    = shortcut[:, :C](a_o)    + shortcut[:, C:](p)
+
+and the p terms are computed once per frame instead of once per object (``_fuse_shared``). With several
+objects this removes a quarter to a third of the decoder's work; ``MPFBlock.share_pixel_path = False`` runs the
+concatenation exactly as written above (the reference; tests prove the two equal).
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ class MPFBlock(nn.Module):
         out_dim: width of O_i.
         multi_path_fusion: False drops the P path (Table 3 baseline).
     """
+
+    share_pixel_path = True    # compute the object-shared half of the fusion once per frame (see the module doc)
 
     def __init__(self, in_dim: int, skip_dim: int, pixel_dim: int, out_dim: int, multi_path_fusion: bool = True) -> None:
         super().__init__()
@@ -75,9 +88,35 @@ class MPFBlock(nn.Module):
         fused = upsampled + skip_aligned.unsqueeze(1)                              # (B, O, in_dim, h, w)
         if self.multi_path_fusion:
             pixel_aligned = resize_to(self.pixel_conv(pixel), skip_aligned)        # (B, in_dim, h, w)
+            if self.share_pixel_path and O > 1:
+                return self._fuse_shared(fused, pixel_aligned)
             pixel_aligned = pixel_aligned.unsqueeze(1).expand_as(fused)            # (B, O, in_dim, h, w)
             fused = torch.cat([fused, pixel_aligned], dim=2)                       # (B, O, 2*in_dim, h, w)
         out = self.fuse(fused.flatten(0, 1))                                       # (B*O, out_dim, h, w)
+        return out.view(B, O, *out.shape[1:])                                     # (B, O, out_dim, h, w)
+
+    def _fuse_shared(self, per_object: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+        """``self.fuse(concat(per_object, shared))`` with the ``shared`` half convolved once per frame.
+
+        per_object: (B, O, C, h, w), up(O_{i-1}) + B̃_i; shared: (B, C, h, w), up(P̃_i), the same for all O objects.
+        Returns O_i, (B, O, out_dim, h, w), equal to the concatenated form (module docstring).
+        """
+        B, O, C = per_object.shape[:3]
+        block = self.fuse                                                          # ResBlock(2C -> out_dim)
+        a = per_object.flatten(0, 1)                                               # (B*O, C, h, w)
+
+        def split_conv(conv: nn.Conv2d, x_obj: torch.Tensor, x_shared: torch.Tensor) -> torch.Tensor:
+            obj = F.conv2d(x_obj, conv.weight[:, :C], conv.bias, padding=conv.padding)       # (B*O, out, h, w)
+            common = F.conv2d(x_shared, conv.weight[:, C:], None, padding=conv.padding)      # (B, out, h, w)
+            return (obj.view(B, O, *obj.shape[1:]) + common.unsqueeze(1)).flatten(0, 1)
+
+        residual = split_conv(block.conv1, F.relu(a), F.relu(shared))              # conv1(relu(x))
+        residual = block.conv2(F.relu(residual))                                   # (B*O, out_dim, h, w)
+        if block.shortcut is not None:                                             # shortcut(x), a 3x3 conv
+            identity = split_conv(block.shortcut, a, shared)
+        else:                                                                      # out_dim = 2C: x itself
+            identity = torch.cat([per_object, shared.unsqueeze(1).expand_as(per_object)], dim=2).flatten(0, 1)
+        out = identity + residual
         return out.view(B, O, *out.shape[1:])                                     # (B, O, out_dim, h, w)
 
 
