@@ -61,3 +61,34 @@ def test_two_process_gloo_training_keeps_replicas_in_sync(tmp_path):
     # only the main process writes the run
     assert (tmp_path / "run" / "checkpoints" / "main-0000002" / "train_state.pt").exists()
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_one_process_torchrun_job_is_a_real_ddp_job(tiny_world_for_one, tmp_path, monkeypatch):
+    """torchrun --nproc_per_node=1 (what scripts/gpu_check.sh runs on one GPU): a process group of one and a DDP
+    wrapper, not the plain single-process path."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("TORCHELASTIC_RUN_ID", "test")):
+        monkeypatch.setenv(name, value)
+    ctx = DistributedContext.from_environment("cpu")
+    try:
+        assert ctx.is_distributed and ctx.owns_process_group and dist.get_world_size() == 1
+        losses = []
+        trainer = Trainer(tiny_train_config(iterations=1, checkpoint_every=1), get_preset("tiny"),
+                          DataSources.discover(tiny_world_for_one), tmp_path / "run", plan=("main",), progress=False,
+                          dist_ctx=ctx, on_step_end=lambda stage, step, record: losses.append(record["loss"]))
+        assert isinstance(trainer.objective, DistributedDataParallel)
+        trainer.run()
+        assert len(losses) == 1 and (tmp_path / "run" / "model.safetensors").exists()
+    finally:
+        ctx.close()
+    assert not dist.is_initialized()
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    assert not DistributedContext.from_environment("cpu").is_distributed       # plain python: one process, no group
+
+
+@pytest.fixture(scope="module")
+def tiny_world_for_one(tmp_path_factory):
+    return make_tiny_world(tmp_path_factory.mktemp("world1") / "toy")

@@ -4,6 +4,8 @@
 variables RANK, LOCAL_RANK and WORLD_SIZE set. ``DistributedContext.from_environment`` reads them, joins the
 process group (NCCL on CUDA, gloo on CPU) and pins each process to its GPU. Batch sizes in the training config
 are totals over all processes (as in XMem), so each process draws ``batch_size / world_size`` clips.
+A job that ``torchrun`` starts with one process (``--nproc_per_node=1``) is a real one-process DDP job too (process
+group, DistributedDataParallel wrapper, barriers): what ``scripts/gpu_check.sh`` uses to check NCCL on one GPU.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class DistributedContext:
 
     @property
     def is_distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.owns_process_group
 
     @property
     def is_main(self) -> bool:
@@ -34,14 +36,15 @@ class DistributedContext:
 
     @classmethod
     def from_environment(cls, device: str) -> "DistributedContext":
-        """Single process unless launched by torchrun (WORLD_SIZE > 1); joins or reuses the process group."""
+        """Single process unless launched by torchrun (any WORLD_SIZE, 1 included); joins or reuses the process group."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-        if world_size <= 1:
+        launched_by_torchrun = "TORCHELASTIC_RUN_ID" in os.environ and "MASTER_ADDR" in os.environ
+        if world_size <= 1 and not launched_by_torchrun:
             return cls()
         if not dist.is_available():
-            raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+            raise RuntimeError("launched by torchrun, but this PyTorch build has no torch.distributed")
         rank = int(os.environ["RANK"])
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
         backend = "nccl" if device.startswith("cuda") else "gloo"

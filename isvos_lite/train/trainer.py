@@ -424,6 +424,8 @@ class Trainer:
             if done % cfg.log_every == 0 or done == stage_cfg.iterations:
                 averaged = {k: self.dist.mean(v / window_steps, self.device) for k, v in window.items()}
                 if self.dist.is_main:
+                    if self.device.type == "cuda":          # peak GPU memory so far (gpu_check.sh reports it)
+                        averaged["max_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
                     self._publish({"stage": stage, "step": done, "iteration": self.iteration_offset[stage] + done,
                                    **averaged, "sec_per_it": window_seconds / window_steps})
                 window, window_steps, window_seconds = {}, 0, 0.0
