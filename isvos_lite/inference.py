@@ -174,7 +174,10 @@ class _Stream:
 
 # ---------------------------------------------------------------------------------------------- segmenter
 class VideoSegmenter:
-    """Segment one video, frame by frame, with the paper's inference protocol (see the module docstring)."""
+    """Segment one video, frame by frame, with the paper's inference protocol (see the module docstring).
+
+    Test-time augmentation: ``flip=True`` and/or several ``scales`` make one view each; ``tta="independent"``
+    (default, XMem's protocol for Table 5) or ``"online"`` says how they are merged (module docstring)."""
 
     def __init__(self, model, mem_every: int = 5, max_memory_frames: int = 16, top_k: int | None = 20,
                  device: str | torch.device | None = None, amp: bool = False, flip: bool = False,

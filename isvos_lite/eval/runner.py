@@ -45,7 +45,7 @@ def iter_segmentation(model, seq: Sequence, progress: bool = True, objects: list
     The mask of a frame where objects start holds those objects exactly as given (§4.1: the first frame's
     mask is returned as given); other frames hold the prediction. ``objects`` tracks only these ids of the
     given masks (each must be in one). ``segmenter_kwargs`` go to :class:`VideoSegmenter` (``mem_every``,
-    ``max_memory_frames``, ``top_k``, ``device``, ``amp``, ``flip``, ``scales``, ``max_internal_size``).
+    ``max_memory_frames``, ``top_k``, ``device``, ``amp``, ``flip``, ``scales``, ``tta``, ``max_internal_size``).
     """
     starts = tracked_starts(seq, objects)          # {frame index: [ids]}
     first_given = min(starts)
