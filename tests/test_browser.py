@@ -6,8 +6,11 @@ Run it alone with ``pytest -m browser tests/test_browser.py`` (``make test-brows
    ``ISVOS_LITE_SMALL=1`` so the notebook runs at CI size;
 2. opens ``notebooks/04_memory_and_affinity.ipynb`` in Debian's Chromium (``/usr/bin/chromium``) through
    Playwright's Python API - no browser is ever downloaded - and runs all cells;
-3. waits for the explorer (the last cell), moves the "query x" slider with the keyboard and types a new "query y",
-   and checks that the rendered figure changed each time (the ``src`` of its image differs);
+3. waits for the explorer (the last cell; an ipympl canvas, since the kernel has ipympl), checks that no widget
+   failed to render (no "Error displaying widget", no ipympl "state_change" error), moves the "query x" slider with
+   the keyboard, types a new "query y", then **clicks** a pixel of the query frame in the figure, and checks each
+   time that the rendered figure changed (the canvas's pixels differ) and, after the click, that the sliders moved
+   to the clicked pixel;
 4. saves screenshots to ``screenshots/`` (git-ignored) and the explorer's picture to
    ``docs/img/affinity_explorer.png`` for the README when ISVOS_LITE_UPDATE_DOCS=1;
 5. shuts the server down through its API and, if needed, ends it by its PID.
@@ -56,15 +59,18 @@ KERNEL_IDLE_JS = (
     " return !!k && k.status === 'idle'; }")
 # Fire and forget: returning the command's promise from evaluate() can stall the page.
 RUN_ALL_JS = "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
-# The explorer is the only Output widget of the notebook; its figure is an <img> with a data: URL.
-EXPLORER_IMAGE = ".widget-output img"
+# The explorer's figure is an ipympl canvas widget (the only one of the notebook): its first <canvas> holds the image.
+EXPLORER_CANVAS = ".jupyter-matplotlib-canvas-div canvas"
 # A cell that raised shows its traceback in an error output; Run All then stops before the explorer.
 FAILED_CELL = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']:has(.ansi-red-fg)"
-NOTEBOOK_DONE_JS = (f"() => !!document.querySelector({EXPLORER_IMAGE!r})"
+NOTEBOOK_DONE_JS = (f"() => !!document.querySelector({EXPLORER_CANVAS!r})"
                     f" || !!document.querySelector({FAILED_CELL!r})")
-# A redraw replaces the Output widget's image: done when one image is left, it is new, and it has loaded.
-IMAGE_SRC_CHANGED_JS = ("(before) => { const imgs = document.querySelectorAll('.widget-output img');"
-                        " return imgs.length === 1 && imgs[0].src !== before && imgs[0].complete; }")
+# What the canvas shows, as a data: URL (it changes when the kernel sends a new image and the canvas paints it).
+CANVAS_PIXELS_JS = f"() => {{ const c = document.querySelector({EXPLORER_CANVAS!r}); return c ? c.toDataURL() : ''; }}"
+CANVAS_CHANGED_JS = (f"(before) => {{ const c = document.querySelector({EXPLORER_CANVAS!r});"
+                     " return !!c && c.width > 0 && c.toDataURL() !== before; }")
+# A widget that failed to render (e.g. an ipympl canvas without its toolbar widget) shows one of these texts.
+WIDGET_ERRORS = ("Error displaying widget", "state_change", "Cannot read properties of null")
 # JupyterLab asks once whether to fetch Jupyter news; the toast would cover the explorer in the screenshots.
 NEWS_TOAST_NO = ".jp-toast-button:has-text('No')"
 
@@ -167,10 +173,33 @@ def _slider(page, description: str):
 
 
 def _wait_for_new_figure(page, before: str) -> str:
-    page.wait_for_function(IMAGE_SRC_CHANGED_JS, arg=before, timeout=REDRAW_S * 1000)
+    page.wait_for_function(CANVAS_CHANGED_JS, arg=before, timeout=REDRAW_S * 1000)
     page.wait_for_function(KERNEL_IDLE_JS, timeout=REDRAW_S * 1000)       # the redraw (and any follow-up) is done
-    page.wait_for_timeout(300)                                            # let the browser paint it
-    return page.locator(EXPLORER_IMAGE).get_attribute("src")
+    page.wait_for_timeout(500)                                            # let the browser paint the last image
+    return page.evaluate(CANVAS_PIXELS_JS)
+
+
+def _readouts(x_slider, y_slider) -> tuple[int, int]:
+    return int(x_slider.locator(".widget-readout").inner_text()), int(y_slider.locator(".widget-readout").inner_text())
+
+
+def _click_in_query_frame(page, canvas, x_slider, y_slider) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Click points of the figure until one lands in the query frame (the sliders then jump to the clicked pixel).
+
+    The query frame is one panel of the explorer's grid; where it sits depends on the number of memory frames, so
+    the test tries a grid of points, bottom rows first (the query frame is the last panel). A click elsewhere
+    changes nothing. Returns (sliders before, sliders after)."""
+    before = _readouts(x_slider, y_slider)
+    box = canvas.bounding_box()
+    for fy in (0.85, 0.7, 0.55, 0.4, 0.25):
+        for fx in (0.15, 0.3, 0.45, 0.6, 0.75, 0.9):
+            page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            page.wait_for_timeout(400)
+            page.wait_for_function(KERNEL_IDLE_JS, timeout=REDRAW_S * 1000)
+            after = _readouts(x_slider, y_slider)
+            if after != before:
+                return before, after
+    raise AssertionError(f"no click on the explorer's figure moved the query pixel (sliders stayed at {before})")
 
 
 def _dismiss_news_toast(page) -> None:
@@ -193,18 +222,23 @@ def test_affinity_explorer_reacts_in_jupyterlab(lab_server):
             page.wait_for_function(KERNEL_IDLE_JS, timeout=SERVER_START_S * 1000)
             page.evaluate(RUN_ALL_JS)
 
-            # the last cell displays the explorer: sliders above an Output widget holding the figure
+            # the last cell displays the explorer: sliders above an ipympl canvas holding the figure
             page.wait_for_function(NOTEBOOK_DONE_JS, timeout=NOTEBOOK_RUN_S * 1000)
             failed = page.locator(FAILED_CELL)
             assert failed.count() == 0, f"a notebook cell failed:\n{failed.first.inner_text()[-2000:]}"
             page.wait_for_function(KERNEL_IDLE_JS, timeout=NOTEBOOK_RUN_S * 1000)
             _dismiss_news_toast(page)
-            explorer = page.locator(".widget-vbox").filter(has=page.locator(EXPLORER_IMAGE)).last
+            page.wait_for_function(CANVAS_CHANGED_JS, arg="", timeout=REDRAW_S * 1000)     # the first image is there
+            page_text = page.locator(".jp-Notebook").inner_text()
+            for error in WIDGET_ERRORS:
+                assert error not in page_text, f"a widget failed to render in JupyterLab: {error!r} on the page"
+            canvas = page.locator(EXPLORER_CANVAS).first
+            explorer = page.locator(".widget-vbox").filter(has=canvas).last
             explorer.scroll_into_view_if_needed()
             x_slider, y_slider = _slider(page, "query x"), _slider(page, "query y")
             x_before = int(x_slider.locator(".widget-readout").inner_text())
-            first_src = page.locator(EXPLORER_IMAGE).get_attribute("src")
-            assert first_src and first_src.startswith("data:image/png")
+            first_src = page.evaluate(CANVAS_PIXELS_JS)
+            assert first_src.startswith("data:image/png")
             page.screenshot(path=str(SCREENSHOTS / "affinity_explorer_before.png"))
 
             # 1) keyboard: three steps on the query x slider (right, or left at the right edge)
@@ -231,6 +265,12 @@ def test_affinity_explorer_reacts_in_jupyterlab(lab_server):
                                    arg=[y_readout.element_handle(), str(y_new)])
             third_src = _wait_for_new_figure(page, second_src)
 
+            # 3) click a pixel of the query frame in the figure: the sliders follow and the figure is redrawn
+            explorer.scroll_into_view_if_needed()
+            canvas.scroll_into_view_if_needed()             # the status bar covers the bottom rows of the viewport
+            sliders_before, sliders_after = _click_in_query_frame(page, canvas, x_slider, y_slider)
+            fourth_src = _wait_for_new_figure(page, third_src)
+
             _dismiss_news_toast(page)
             explorer.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOTS / "affinity_explorer_after.png"))
@@ -238,7 +278,9 @@ def test_affinity_explorer_reacts_in_jupyterlab(lab_server):
         finally:
             browser.close()
 
+    assert sliders_after != sliders_before, "the click did not move the query pixel"
     assert len({first_src, second_src, third_src}) == 3, "the explorer's figure did not change with the sliders"
+    assert fourth_src != third_src, "the explorer's figure did not change after the click"
     if os.environ.get("ISVOS_LITE_UPDATE_DOCS") == "1":   # refresh the README's picture only when asked
         README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         temporary = README_IMAGE.with_name(f".{README_IMAGE.name}.tmp")

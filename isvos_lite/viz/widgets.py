@@ -6,9 +6,10 @@ figure's click handler (``on_click``) are plain methods too. So a test can drive
 no browser and no kernel: set ``slider.value`` (what the browser does) or replay a matplotlib
 ``MouseEvent`` (what an ipympl click does), then look at ``.fig``.
 
-Under ``%matplotlib widget`` (ipympl) the figure is a live canvas and clicking picks pixels or
-frames; under the default inline backend the figure is re-rendered into an Output widget and the
-sliders do everything. The figures are not registered with pyplot: a later ``plt.plot`` in the
+In a Jupyter kernel with ipympl installed (the ``notebooks`` extra), whatever the ``%matplotlib`` backend, the
+figure is a live ipympl canvas and **clicking** picks pixels or frames (the sliders follow); elsewhere, or with
+``ISVOS_LITE_EXPLORER=sliders``, the figure is re-rendered into an Output widget and the sliders do everything
+(:func:`clickable_canvas`). The figures are not registered with pyplot: a later ``plt.plot`` in the
 notebook must not draw into an explorer (it would, were the explorer's figure pyplot's "current
 figure"), and the inline backend must not show it a second time. Display an explorer by making it
 the last expression of a cell (or ``display(ex)``).
@@ -16,6 +17,8 @@ the last expression of a cell (or ``display(ex)``).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Mapping, Sequence
 
@@ -33,7 +36,10 @@ from isvos_lite.viz.curves import METRICS, per_frame_curve, plot_jf_curves
 from isvos_lite.viz.overlays import draw_comparison, draw_overlay
 from isvos_lite.viz.readout import as_feature_map, plot_readout_features, shared_bases
 
-__all__ = ["FigureExplorer", "VideoBrowser", "AffinityExplorer", "ReadoutExplorer", "JFCurveExplorer"]
+__all__ = ["FigureExplorer", "VideoBrowser", "AffinityExplorer", "ReadoutExplorer", "JFCurveExplorer",
+           "clickable_canvas"]
+
+EXPLORER_ENV = "ISVOS_LITE_EXPLORER"      # auto (default) | click | sliders
 
 
 class FigureExplorer(ABC):
@@ -43,6 +49,7 @@ class FigureExplorer(ABC):
         self.fig = _new_canvas_figure(figsize)
         if isinstance(self.fig.canvas, widgets.DOMWidget):  # ipympl: the canvas is itself a widget
             self.fig.canvas.header_visible = False
+            self.fig.canvas.resizable = False
             self._output = None
             self.view: widgets.Widget = self.fig.canvas
         else:                                              # inline / Agg: show renders in an Output widget
@@ -194,7 +201,8 @@ class AffinityExplorer(FigureExplorer):
         self.y_slider = widgets.IntSlider(value=int(query_xy[1]), min=0, max=height - 1, description="query y",
                                           continuous_update=False)
         self.variants = list(variants) if variants else None
-        self.variant_buttons = widgets.ToggleButtons(options=self.variants or ["(one variant)"], description="query key")
+        self.variant_buttons = widgets.ToggleButtons(options=self.variants or ["(one variant)"], description="query key",
+                                                     style={"button_width": "auto"})   # whole labels, not "with qu…"
         self.variant_buttons.layout.display = None if self.variants else "none"
         for control in (self.x_slider, self.y_slider, self.variant_buttons):
             control.observe(self.on_change, names="value")
@@ -276,7 +284,8 @@ class ReadoutExplorer(FigureExplorer):
 
         self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
                                               continuous_update=False)
-        self.basis_buttons = widgets.ToggleButtons(options=list(self.BASIS_MODES), description="colours")
+        self.basis_buttons = widgets.ToggleButtons(options=list(self.BASIS_MODES), description="colours",
+                                                   style={"button_width": "auto"})
         self.mask_checkbox = widgets.Checkbox(value=self.masks is not None, description="show masks",
                                               disabled=self.masks is None)
         for control in (self.frame_slider, self.basis_buttons, self.mask_checkbox):
@@ -328,7 +337,8 @@ class JFCurveExplorer(FigureExplorer):
 
         self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
                                               continuous_update=False)
-        self.metric_buttons = widgets.ToggleButtons(options=list(METRICS), value=metric, description="metric")
+        self.metric_buttons = widgets.ToggleButtons(options=list(METRICS), value=metric, description="metric",
+                                                    style={"button_width": "auto"})
         for control in (self.frame_slider, self.metric_buttons):
             control.observe(self.on_change, names="value")
         self.curve_ax = None
@@ -371,14 +381,67 @@ class JFCurveExplorer(FigureExplorer):
 
 
 def _new_canvas_figure(figsize: tuple[float, float]) -> Figure:
-    """A Figure outside pyplot, with an ipympl canvas under ``%matplotlib widget``, else an Agg canvas."""
+    """A Figure outside pyplot: a clickable ipympl canvas in a Jupyter kernel (see :func:`clickable_canvas`), else
+    an Agg canvas whose renders go into an Output widget (the sliders then do everything)."""
     figure = Figure(figsize=figsize, layout="constrained")
-    if matplotlib.get_backend() in ("widget", "ipympl", "module://ipympl.backend_nbagg"):
-        from ipympl.backend_nbagg import Canvas
-        Canvas.new_manager(figure, 0)      # attaches the canvas widget and its toolbar, without pyplot
+    if clickable_canvas():
+        Canvas, FigureManager = _ipympl_classes()
+        # What plt.figure() builds under %matplotlib widget, minus pyplot's registry: the canvas widget together with
+        # its manager and Toolbar widget. (Canvas.new_manager would give a plain WebAgg manager without a toolbar
+        # widget, and ipympl's front end then fails with "Cannot read properties of null (reading 'state_change')".)
+        FigureManager(Canvas(figure), 0)
     else:
         FigureCanvasAgg(figure)
     return figure
+
+
+def _ipympl_classes():
+    """ipympl's Canvas and FigureManager, imported without touching the notebook's ``%matplotlib`` choice.
+
+    Importing ipympl calls ``matplotlib.use("module://ipympl.backend_nbagg")`` when matplotlib is loaded; the
+    explorers only need the classes, so the backend the notebook chose (inline, say) is put back.
+    """
+    raw = getattr(matplotlib.rcParams, "_get", lambda key: dict.__getitem__(matplotlib.rcParams, key))
+    before = raw("backend")
+    from ipympl.backend_nbagg import Canvas, FigureManager
+    if raw("backend") != before:
+        if isinstance(before, str):
+            matplotlib.use(before)
+        else:                                               # matplotlib's "not chosen yet" sentinel
+            dict.__setitem__(matplotlib.rcParams, "backend", before)
+    return Canvas, FigureManager
+
+
+def clickable_canvas() -> bool:
+    """True when explorers draw on an ipympl canvas (clicks pick pixels / frames), False for the slider-only path.
+
+    ipympl canvases are used in any Jupyter kernel where ipympl is installed (the ``notebooks`` extra ships it with
+    its JupyterLab extension), whatever the ``%matplotlib`` backend: the explorers' figures are their own widgets,
+    not pyplot figures. ``ISVOS_LITE_EXPLORER=sliders`` forces the slider-only path (a front end without the
+    ipympl extension shows "Error displaying widget" instead of a figure).
+    """
+    choice = os.environ.get(EXPLORER_ENV, "auto").strip().lower()
+    if choice not in ("auto", "click", "sliders"):
+        raise ValueError(f"{EXPLORER_ENV}={choice!r}: use 'auto' (default), 'click' (ipympl) or 'sliders'")
+    if choice == "sliders":
+        return False
+    if importlib.util.find_spec("ipympl") is None:         # find, not import: importing ipympl switches the backend
+        if choice == "click":
+            raise ValueError(f"{EXPLORER_ENV}=click needs ipympl: pip install ipympl (the 'notebooks' extra)")
+        return False
+    if choice == "click" or matplotlib.get_backend() in ("widget", "ipympl", "module://ipympl.backend_nbagg"):
+        return True
+    return _in_kernel()
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (a front end that can show widgets), False in a plain Python or IPython shell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _in_ipython() -> bool:
