@@ -6,6 +6,11 @@ blobs, any length: ``--frames 2000`` is a long video) or a real video (``--video
 with ``--mask``); each frame is made or decoded before the clock starts. The first ``--warmup`` frames are
 not timed.
 
+``--profile`` adds where the time goes: wall time per frame in each top-level module of the network (forward
+hooks), the rest being the memory read, soft aggregation and pre/post-processing; ``--markdown`` prints it as the
+README's table. Every result names the machine's load average: on a busy machine times grow (the CPU time per
+frame, also printed, grows less).
+
 Long videos: ``--rss-at 100,1000,2000`` records, at those frames, the resident memory of the process, the
 size of the memory bank (keys + values, all views) and, on CUDA, the allocated GPU memory. Once the FIFO
 holds ``--max-memory-frames`` frames (frame 5 x 16 = 80 at the defaults) all three stay flat.
@@ -22,6 +27,10 @@ import numpy as np
 import torch
 
 from isvos_lite.config import PRESETS, get_preset
+from isvos_lite.threads import add_threads_argument, use_threads
+
+# the network's top-level modules, in the order a frame meets them (ISVOS.encode_frame, read, segment, encode_value)
+PROFILED_MODULES = ("backbone", "pixel_decoder", "transformer_decoder", "key_encoder", "decoder", "value_encoder")
 
 
 def current_rss_mb() -> float:
@@ -94,7 +103,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(parser)
+    parser.add_argument("--profile", action="store_true",
+                        help="also time each top-level module of the network (ms per timed frame)")
+    parser.add_argument("--markdown", action="store_true", help="with --profile: print the table as markdown")
     parser.add_argument("--rss-at", default="", help="comma-separated frame numbers at which to record the "
                         "resident memory, e.g. 100,1000,2000 (flat once the memory FIFO is full)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -113,8 +125,7 @@ def run(args) -> int:
         raise ValueError("--frames must be >= 2 (the first frame is given, not predicted)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads_note = use_threads(args.threads)
     rss_at = sorted({int(v) for v in args.rss_at.split(",") if v.strip()})
 
     if (args.video or args.frames_dir) and not args.mask:
@@ -149,17 +160,21 @@ def run(args) -> int:
         video = ((frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(synthetic))   # give frame 0's
         source = "synthetic"
     warm = min(args.warmup, num_frames - 2)
-    times, rss_log, bank_log, cuda_log = [], {}, {}, {}
+    profile = ModuleTimer(model, PROFILED_MODULES) if args.profile else None
+    times, cpu_times, rss_log, bank_log, cuda_log = [], [], {}, {}, {}
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for t in tqdm(range(num_frames), desc=f"benchmark {preset}", unit="frame", disable=args.json):
         frame, mask = next(video)                     # made / decoded before the clock starts: I/O excluded
+        if profile is not None:
+            profile.active = t > warm
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         seg.step(frame, mask)
         sync()
         if t > warm:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - start_cpu)
         if t + 1 in rss_at:
             rss_log[str(t + 1)] = round(current_rss_mb(), 1)
             bank_log[str(t + 1)] = round(memory_bank_mb(seg), 2)
@@ -172,8 +187,11 @@ def run(args) -> int:
         "ms_per_frame": round(ms, 2), "fps": round(1000 / ms, 2), "ms_per_frame_median": round(1000 * float(np.median(times)), 2),
         "memory_frames": len(seg.streams[0].memory.slots), "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_mb_at_frame": rss_log, "memory_bank_mb_at_frame": bank_log, "params": params,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "threads_chosen_by": threads_note,
+        "cpu_ms_per_frame": round(1000 * float(np.mean(cpu_times)), 2), "load_average": load_average(),
     }
+    if profile is not None:
+        result["profile_ms_per_frame"] = profile.table(len(times), ms)
     if cuda:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["cuda_mb_at_frame"] = cuda_log
@@ -188,4 +206,53 @@ def run(args) -> int:
             print("memory bank (MB) at frame:     " + ", ".join(f"{k}: {v}" for k, v in bank_log.items()))
         if cuda_log:
             print("CUDA allocated (MB) at frame:  " + ", ".join(f"{k}: {v}" for k, v in cuda_log.items()))
+        print(f"{threads_note}; load average {result['load_average']}; CPU time {result['cpu_ms_per_frame']} ms/frame")
+        if profile is not None:
+            rows = result["profile_ms_per_frame"]
+            if args.markdown:
+                print("| part | ms per frame | share |\n|---|---|---|")
+                for name, value in rows.items():
+                    print(f"| {name} | {value:,.1f} | {100 * value / ms:.0f} % |")
+            else:
+                for name, value in rows.items():
+                    print(f"  {name:<38} {value:10.1f} ms  {100 * value / ms:5.1f} %")
     return 0
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+class ModuleTimer:
+    """Wall time spent inside chosen submodules of a model (forward pre/post hooks), summed while ``active``."""
+
+    def __init__(self, model, names):
+        self.totals = {name: 0.0 for name in names}
+        self.active = False
+        self._start = {}
+        cuda = next(model.parameters()).is_cuda
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        for name in names:
+            module = getattr(model, name)
+
+            def before(_module, _inputs, name=name):
+                sync()
+                self._start[name] = time.perf_counter()
+
+            def after(_module, _inputs, _output, name=name):
+                sync()
+                if self.active:
+                    self.totals[name] += time.perf_counter() - self._start[name]
+
+            module.register_forward_pre_hook(before)
+            module.register_forward_hook(after)
+
+    def table(self, frames: int, ms_per_frame: float) -> dict[str, float]:
+        """{module: ms per frame, ..., the rest, total}; the rest is memory reading, aggregation, padding etc."""
+        rows = {name: round(1000 * total / frames, 1) for name, total in self.totals.items()}
+        rows["memory read, aggregation, pre/post"] = round(ms_per_frame - sum(rows.values()), 1)
+        rows["total"] = round(ms_per_frame, 1)
+        return rows

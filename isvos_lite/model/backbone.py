@@ -202,9 +202,16 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ResNet expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        # NHWC inside at CPU inference: oneDNN's convolutions and max-pooling are faster on it (issue 13). Not when
+        # training: a channels-last backward of this network crashed torch 2.13 on a CPU (bus error)
+        channels_last = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))   # (B, width, H/4, W/4)
         features: dict[str, torch.Tensor] = {}
         for stage in range(self.num_stages):
             x = getattr(self, f"layer{stage + 1}")(x)          # res2: s4, res3: s8, res4: s16, res5: s32
             features[f"res{stage + 2}"] = x
+        if channels_last:   # the usual layout outside, same values
+            features = {name: f.contiguous() for name, f in features.items()}
         return features
