@@ -259,7 +259,7 @@ def test_plot_jf_curves_draws_each_method_and_highlights_the_frame():
     figure = plot_jf_curves(per_frame, highlight_frame=1)
     ax = figure.axes[0]
     lines = {line.get_gid(): line for line in ax.get_lines()}
-    np.testing.assert_allclose(lines["curve:vanilla"].get_ydata(), [0.8, 0.5, 0.3])
+    np.testing.assert_allclose(lines["curve:vanilla"].get_ydata(), [80.0, 50.0, 30.0])     # drawn in percent
     assert np.allclose(lines["curve:2"].get_color(), object_color(2))            # object keys -> palette colour
     assert list(lines["current_frame"].get_xdata()) == [1, 1]
     assert ax.get_xlabel() == "frame t"

@@ -192,7 +192,7 @@ def test_jf_curve_explorer_click_on_curve_shows_that_frame(video, scores):
     current = [line for line in explorer.curve_ax.get_lines() if line.get_gid() == "current_frame"][0]
     assert list(current.get_xdata()) == [3, 3]
     vanilla_ax = explorer.fig.axes[1]
-    assert vanilla_ax.get_title() == "vanilla: J&F 0.200"
+    assert vanilla_ax.get_title() == "vanilla: J&F 20.0"                  # percent, as the paper
     np.testing.assert_array_equal(image_data(vanilla_ax), overlay_mask(frames[3], masks[3]))
 
 
@@ -204,7 +204,7 @@ def test_jf_curve_explorer_slider_and_metric(video, scores):
     np.testing.assert_array_equal(image_data(explorer.fig.axes[1]), overlay_mask(frames[1], masks[1]))
     explorer.metric_buttons.value = "F"
     vanilla = [line for line in explorer.curve_ax.get_lines() if line.get_gid() == "curve:vanilla"][0]
-    np.testing.assert_allclose(vanilla.get_ydata(), [0.9, 0.6, 0.1])
+    np.testing.assert_allclose(vanilla.get_ydata(), [90.0, 60.0, 10.0])
     assert explorer.score_at("vanilla", 2) == pytest.approx(0.6) and np.isnan(explorer.score_at("vanilla", 0))
 
 

@@ -46,3 +46,17 @@ def test_explorer_mode_is_checked(monkeypatch):
         clickable_canvas()
     monkeypatch.delenv("ISVOS_LITE_EXPLORER")
     assert clickable_canvas() is False                           # pytest is no Jupyter kernel: sliders
+
+
+def test_readout_explorer_labels_video_frames_when_the_list_starts_later(monkeypatch):
+    # notebook 08: readouts exist from frame 1 on; entry i is video frame i + 1 and must be titled so
+    monkeypatch.setenv("ISVOS_LITE_EXPLORER", "sliders")
+    from isvos_lite.viz import ReadoutExplorer
+    rng = np.random.default_rng(0)
+    frames = [np.full((16, 24, 3), 40 * i, np.uint8) for i in range(3)]           # video frames 1, 2, 3
+    explorer = ReadoutExplorer(frames, {"readout": [rng.normal(size=(4, 2, 3)) for _ in range(3)]}, first_frame=1)
+    assert (explorer.frame_slider.min, explorer.frame_slider.max) == (1, 3)
+    assert explorer.fig.axes[0].get_title() == "frame 1"
+    explorer.frame_slider.value = 3
+    assert explorer.fig.axes[0].get_title() == "frame 3"
+    assert np.array_equal(explorer.fig.axes[0].get_images()[0].get_array()[..., :3], frames[2])

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
@@ -110,12 +111,17 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
                   memory_indices: Sequence[int] | None = None, query_index: int | None = None,
                   ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno", title: str | None = None,
                   extent: tuple[float, float, float, float] | None = None,
-                  panel_size: float = 2.8) -> tuple[Figure, AffinityPanels]:
+                  panel_size: float = 2.8, scale: str = "linear") -> tuple[Figure, AffinityPanels]:
     """Draw the affinity of one query pixel over the memory frames (into ``figure`` if given, cleared first).
 
     ``extent`` places the key grid on the frames (see :func:`grid_extent`); default: the grid
-    covers each frame exactly.
+    covers each frame exactly. ``scale="log"`` colours the weights on a logarithmic scale from a tenth of the k-th
+    largest weight (at most six decades below the largest; :func:`log_scale_floor`) up to the largest, and leaves
+    weaker positions transparent: matching is often nearly one-hot, and on a linear scale only the best match is
+    visible.
     """
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale: expected 'linear' or 'log', got {scale!r}")
     memory = as_frames(memory_frames, "memory_frames")
     rows = check_affinity_rows(affinity_rows, len(memory))           # (T, h, w)
     query = as_frame(query_frame, "query_frame")
@@ -131,6 +137,13 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
     low, high = float(rows.min()), float(rows.max())
     if high <= low:                                                  # a constant row: keep a valid colour scale
         high = low + 1e-12
+    if scale == "log":
+        low = min(log_scale_floor(rows, top_k), high / 10)
+        norm = LogNorm(vmin=low, vmax=high)
+        shown = np.ma.masked_less(rows, low)                         # weaker than the floor: transparent
+        alpha = max(alpha, 0.85)                                     # few cells are coloured: draw them clearly
+    else:
+        norm, shown = Normalize(vmin=low, vmax=high), rows
     grid_hw = rows.shape[1:]
     memory_axes, heat_images = [], []
     for t, frame in enumerate(memory):
@@ -138,8 +151,7 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
         frame_h, frame_w = frame.shape[:2]
         frame_extent = extent if extent is not None else (-0.5, frame_w - 0.5, frame_h - 0.5, -0.5)
         ax.imshow(frame, interpolation="nearest")
-        heat = ax.imshow(rows[t], cmap=cmap, vmin=low, vmax=high, alpha=alpha, interpolation="nearest",
-                         extent=frame_extent)
+        heat = ax.imshow(shown[t], cmap=cmap, norm=norm, alpha=alpha, interpolation="nearest", extent=frame_extent)
         if marked is not None:
             here = marked[marked[:, 0] == t]                          # (k_t, 3) rows (t, r, c)
             xs, ys = _KeyGrid(grid_hw, frame_extent).centres(here[:, 1], here[:, 2])
@@ -165,17 +177,36 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
     for ax in axes.flat[len(memory) + 1:]:
         ax.set_axis_off()
 
-    colorbar = figure.colorbar(heat_images[0], ax=memory_axes, shrink=0.85, label="affinity weight")
+    colorbar = figure.colorbar(heat_images[0], ax=memory_axes, shrink=0.85,
+                               label="affinity weight" + (" (log scale)" if scale == "log" else ""))
     colorbar.solids.set_alpha(1.0)                                   # the scale itself is drawn opaque
     if title is not None:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(title, fontsize=13)
     return figure, AffinityPanels(memory_axes, query_ax, heat_images, query_image, colorbar, marked)
+
+
+LOG_DECADES = 6         # a log-scale map shows weights down to a millionth of the best match
+
+
+def log_scale_floor(rows: np.ndarray, top_k: int | None = None) -> float:
+    """The lowest weight a log-scale affinity map colours: a tenth of the k-th largest weight (every top-k match
+    is coloured, one decade more is shown), but never below a millionth of the largest weight (a trained model's
+    k-th match can be 10^14 times weaker than the best: such weights are circled, not coloured)."""
+    flat = np.sort(np.asarray(rows, dtype=np.float64).reshape(-1))[::-1]
+    positive = flat[flat > 0]
+    if positive.size == 0:
+        return 1e-12
+    lowest = float(positive[0]) * 10.0 ** -LOG_DECADES
+    if top_k:
+        return max(float(positive[min(top_k, positive.size) - 1]) / 10, lowest)
+    return lowest
 
 
 def plot_affinity(memory_frames: Any, affinity_rows: Any, query_frame: Any, query_xy: Sequence[float],
                   top_k: int | None = None, memory_indices: Sequence[int] | None = None,
                   query_index: int | None = None, ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno",
-                  title: str | None = None, extent: tuple[float, float, float, float] | None = None) -> Figure:
+                  title: str | None = None, extent: tuple[float, float, float, float] | None = None,
+                  scale: str = "linear") -> Figure:
     """Heat maps of one query pixel's affinity over each memory frame, plus the query frame (Eq. 3).
 
     Args:
@@ -188,10 +219,11 @@ def plot_affinity(memory_frames: Any, affinity_rows: Any, query_frame: Any, quer
         memory_indices / query_index: video frame numbers for the ``memory frame t`` / ``frame t`` titles.
         extent: where the key grid lies on the frames when the model padded or resized them
             (:func:`grid_extent`); default: the grid covers each frame exactly.
+        scale: "linear" or "log" (every top-k weight visible; see :func:`draw_affinity`).
     """
     figure, _ = draw_affinity(None, memory_frames, affinity_rows, query_frame, query_xy, top_k=top_k,
                               memory_indices=memory_indices, query_index=query_index, ncols=ncols,
-                              alpha=alpha, cmap=cmap, title=title, extent=extent)
+                              alpha=alpha, cmap=cmap, title=title, extent=extent, scale=scale)
     return figure
 
 

@@ -81,10 +81,11 @@ def curve_style(name: Any, position: int) -> dict[str, Any]:
 def plot_jf_curves(per_frame: Mapping[Any, Mapping[str, Any]], metric: str = "J&F",
                    frame_indices: Sequence[int] | None = None, highlight_frame: int | None = None,
                    title: str | None = None, ax: Axes | None = None) -> Figure:
-    """Per-frame J&F curves of several methods (or objects) on one video, as in paper Fig. 1.
+    """Per-frame J&F curves of several methods (or objects) on one video, as in paper Fig. 1, **in percent**.
 
     Args:
-        per_frame: {name: {"J": ..., "F": ...}} (see :func:`per_frame_curve`); int names are object ids.
+        per_frame: {name: {"J": ..., "F": ...}} (see :func:`per_frame_curve`), scores in [0, 1] as the scorer gives
+            them; the curves are drawn x100 (percent, the paper's convention). Int names are object ids.
         metric: "J&F", "J" or "F".
         frame_indices: video frame numbers of the values, for all curves (else each entry's "frames" or 0..T-1).
         highlight_frame: draw a vertical line at this frame (the frame a widget is showing).
@@ -102,16 +103,17 @@ def plot_jf_curves(per_frame: Mapping[Any, Mapping[str, Any]], metric: str = "J&
                 raise ValueError(f"frame_indices: has {frames.size} entries but per_frame[{name!r}] has {values.size} values")
         style = curve_style(name, position)
         mean = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
-        ax.plot(frames, values, color=style["color"], linewidth=1.8, marker="o" if values.size <= 30 else None,
-                markersize=3, label=f"{style['label']} (mean {mean:.3g})", gid=f"curve:{name}")
+        ax.plot(frames, 100 * values, color=style["color"], linewidth=1.8, marker="o" if values.size <= 30 else None,
+                markersize=3, label=f"{style['label']} (mean {100 * mean:.1f})", gid=f"curve:{name}")
     if highlight_frame is not None:
         ax.axvline(highlight_frame, color="0.3", linestyle="--", linewidth=1.0, gid="current_frame")
-    ax.set_xlabel("frame t")
-    ax.set_ylabel(metric)
+    ax.set_xlabel("frame t", fontsize=11)
+    ax.set_ylabel(f"{metric} (%)", fontsize=11)
+    ax.set_ylim(-2, 102)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=10, loc="lower left")
     if title is not None:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=12)
     return ax.figure
 
 
@@ -149,9 +151,9 @@ def plot_memory_tradeoff(sizes: Sequence[float], scores_by_method: Mapping[str, 
     ax.set_xlabel("maximum memory size (frames)")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     if title is not None:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=12)
     return ax.figure
 
 
@@ -253,7 +255,7 @@ def plot_loss_curves(log: Sequence[Mapping[str, Any]] | str | os.PathLike, keys:
     loss_ax.set_xlabel(step_key)
     loss_ax.set_ylabel("loss" + (f" (EMA {smoothing:g})" if smoothing else ""))
     loss_ax.grid(True, alpha=0.3)
-    loss_ax.legend(fontsize=8)
+    loss_ax.legend(fontsize=10)
     if has_lr:
         lr_ax = axes[0, 1]
         valid = ~np.isnan(numeric[lr_key]) & ~np.isnan(steps)
@@ -263,5 +265,5 @@ def plot_loss_curves(log: Sequence[Mapping[str, Any]] | str | os.PathLike, keys:
         lr_ax.grid(True, alpha=0.3)
         lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     if title is not None:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(title, fontsize=13)
     return figure

@@ -50,7 +50,7 @@ def style_image_axes(ax: Axes, title: str | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=12)        # readable when a wide figure is scaled to the notebook or projected
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:

@@ -117,7 +117,7 @@ def show_frames(frames: Any, masks: Any = None, frame_indices: Sequence[int] | N
             present = [i for i in present if i in {int(j) for j in object_ids}]
         if present:
             figure.legend(handles=object_legend_handles(present), loc="outside lower center",
-                          ncols=min(len(present), 8), fontsize=8, frameon=False)
+                          ncols=min(len(present), 8), fontsize=10, frameon=False)
     return figure
 
 
@@ -180,7 +180,7 @@ def draw_comparison(axes: Sequence[Axes], frame: Any, pred: Any, gt: Any | None,
                 draw_overlay(axes[2], image, title="errors: no ground truth")]
     truth = as_mask(gt, "gt", shape=image.shape[:2])
     ious = mask_ious(prediction, truth, object_ids)
-    iou_text = f"mean IoU {np.mean(list(ious.values())):.3f}" if ious else "no objects"
+    iou_text = f"J {100 * np.mean(list(ious.values())):.1f}" if ious else "no objects"     # J = IoU, in percent
     codes = error_map(prediction, truth, object_ids)
     wrong = int((codes > 0).sum())
     images = [
@@ -190,7 +190,7 @@ def draw_comparison(axes: Sequence[Axes], frame: Any, pred: Any, gt: Any | None,
     ]
     style_image_axes(axes[2], f"errors: {wrong} px ({100.0 * wrong / codes.size:.1f}%)")
     handles = [Patch(facecolor=np.array(ERROR_COLORS[name]) / 255.0, label=name) for name in ERROR_CODES]
-    axes[2].legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
+    axes[2].legend(handles=handles, loc="lower right", fontsize=9, framealpha=0.8)
     return images
 
 
@@ -202,5 +202,5 @@ def compare_masks(frame: Any, pred: Any, gt: Any, alpha: float = 0.6, frame_inde
     figure, axes = new_figure(1, 3, panel_size=(panel_size, panel_size * height / width + 0.5))
     draw_comparison(axes[0], image, pred, gt, alpha=alpha, object_ids=object_ids)
     if frame_index is not None:
-        figure.suptitle(f"frame {frame_index}", fontsize=11)
+        figure.suptitle(f"frame {frame_index}", fontsize=13)
     return figure

@@ -166,5 +166,5 @@ def plot_readout_features(frame: Any, features_by_name: Mapping[str, Any], mask:
         style_image_axes(ax, str(name))
     for ax in axes.flat[len(features_by_name) + 1:]:
         ax.set_axis_off()
-    figure.suptitle("features as PCA colours (3 main directions -> RGB)", fontsize=10)
+    figure.suptitle("features as PCA colours (3 main directions -> RGB)", fontsize=13)
     return figure

@@ -162,7 +162,7 @@ class VideoBrowser(FigureExplorer):
             if pred is None:
                 pred = np.zeros(frame.shape[:2], dtype=np.int64)
             draw_comparison(axes, frame, pred, self.gt_masks[t], alpha=self.alpha, object_ids=self.selected_ids)
-            self.fig.suptitle(f"frame {t}", fontsize=11)
+            self.fig.suptitle(f"frame {t}", fontsize=13)
         self._refresh()
 
 
@@ -181,13 +181,14 @@ class AffinityExplorer(FigureExplorer):
                  variants: Sequence[str] | None = ("with query enhancement", "without query enhancement"),
                  memory_indices: Sequence[int] | None = None, query_index: int | None = None,
                  query_xy: tuple[int, int] | None = None, extent: tuple[float, float, float, float] | None = None,
-                 ncols: int = 4, panel_size: float = 2.8):
+                 ncols: int = 4, panel_size: float = 2.8, scale: str = "linear"):
         if not callable(affinity_for):
             raise ValueError(f"affinity_for: expected a function (query_xy, variant) -> (affinity_rows, top_k), got {type(affinity_for).__name__}")
         self.affinity_for = affinity_for
         self.memory_frames = as_frames(memory_frames, "memory_frames")
         self.query_frame = as_frame(query_frame, "query_frame")
         self.memory_indices, self.query_index, self.ncols, self.extent = memory_indices, query_index, ncols, extent
+        self.scale = scale                                   # "linear" or "log" colour scale of the heat maps
         height, width = self.query_frame.shape[:2]
         if query_xy is None:
             query_xy = (width // 2, height // 2)
@@ -248,7 +249,7 @@ class AffinityExplorer(FigureExplorer):
         self.fig, self.panels = draw_affinity(self.fig, self.memory_frames, self.last_rows, self.query_frame,
                                               self.query_xy, top_k=top_k, memory_indices=self.memory_indices,
                                               query_index=self.query_index, ncols=self.ncols, title=title,
-                                              extent=self.extent)
+                                              extent=self.extent, scale=self.scale)
         self._refresh()
 
 
@@ -263,7 +264,8 @@ class ReadoutExplorer(FigureExplorer):
     BASIS_MODES = ("fixed over the video", "refit per frame")
 
     def __init__(self, frames: Any, features_by_name: Mapping[str, Sequence[Any]], masks: Any = None,
-                 shared_basis: bool | str = "auto", clip_percentile: float = 1.0, ncols: int = 4, panel_size: float = 2.8):
+                 shared_basis: bool | str = "auto", clip_percentile: float = 1.0, ncols: int = 4, panel_size: float = 2.8,
+                 first_frame: int = 0):
         self.frames = as_frames(frames, "frames")
         height, width = check_same_hw(self.frames, "frames")
         if not features_by_name:
@@ -282,7 +284,11 @@ class ReadoutExplorer(FigureExplorer):
         cols = min(ncols, panels)
         super().__init__(figsize=(panel_size * cols, (panel_size * height / width + 0.4) * -(-panels // cols) + 0.3))
 
-        self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
+        # the slider shows video frame numbers: frames[i] is video frame first_frame + i (e.g. 1 when the readouts
+        # start at frame 1, the first frame that reads memory)
+        self.first_frame = int(first_frame)
+        self.frame_slider = widgets.IntSlider(value=self.first_frame, min=self.first_frame,
+                                              max=self.first_frame + len(self.frames) - 1, description="frame",
                                               continuous_update=False)
         self.basis_buttons = widgets.ToggleButtons(options=list(self.BASIS_MODES), description="colours",
                                                    style={"button_width": "auto"})
@@ -296,11 +302,12 @@ class ReadoutExplorer(FigureExplorer):
         return [self.frame_slider, self.basis_buttons, self.mask_checkbox]
 
     def update(self) -> None:
-        t = self.frame_slider.value
-        features = {name: maps[t] for name, maps in self.features_by_name.items()}
+        t = self.frame_slider.value                          # video frame number
+        i = t - self.first_frame                             # its position in the lists
+        features = {name: maps[i] for name, maps in self.features_by_name.items()}
         bases = self.video_bases if self.basis_buttons.value == self.BASIS_MODES[0] else None
-        mask = self.masks[t] if self.masks is not None and self.mask_checkbox.value else None
-        plot_readout_features(self.frames[t], features, mask=mask, shared_basis=self.shared_basis, frame_index=t,
+        mask = self.masks[i] if self.masks is not None and self.mask_checkbox.value else None
+        plot_readout_features(self.frames[i], features, mask=mask, shared_basis=self.shared_basis, frame_index=t,
                               bases=bases, ncols=self.ncols, clip_percentile=self.clip_percentile, figure=self.fig)
         self._refresh()
 
@@ -370,13 +377,13 @@ class JFCurveExplorer(FigureExplorer):
             ax = self.fig.add_subplot(grid[1, column])
             if name in self.masks_by_name:
                 score = self.score_at(name, t) if name in self.per_frame else float("nan")
-                label = f"{name}: {metric} {score:.3f}" if not np.isnan(score) else str(name)
+                label = f"{name}: {metric} {100 * score:.1f}" if not np.isnan(score) else str(name)   # percent
                 draw_overlay(ax, self.frames[t], self.masks_by_name[name][t], alpha=self.alpha, title=label)
             else:
                 draw_overlay(ax, self.frames[t], self.gt_masks[t], alpha=self.alpha, title="ground truth")
         if not panel_names:
             draw_overlay(self.fig.add_subplot(grid[1, 0]), self.frames[t], title=f"frame {t}")
-        self.fig.suptitle(f"frame {t}", fontsize=11)
+        self.fig.suptitle(f"frame {t}", fontsize=13)
         self._refresh()
 
 
