@@ -93,3 +93,27 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     reference = run()
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
     assert torch.equal(fast.argmax(1), reference.argmax(1))
+
+
+@pytest.mark.slow
+def test_a_dataloader_worker_gives_the_same_training_run(tmp_path):
+    """The lite recipe makes its batches in one DataLoader worker (issue 13): the losses are those of num_workers=0."""
+    import json
+
+    from training_helpers import make_tiny_world, tiny_train_config
+
+    from isvos_lite.config import get_preset
+    from isvos_lite.train.batches import DataSources
+    from isvos_lite.train.config import get_train_preset
+    from isvos_lite.train.trainer import Trainer
+
+    assert get_train_preset("lite").num_workers == 1
+    world = make_tiny_world(tmp_path / "world")
+    losses = []
+    for workers in (0, 1):
+        out = tmp_path / f"run-{workers}"
+        Trainer(tiny_train_config(iterations=3, num_workers=workers), get_preset("tiny"), DataSources.discover(world),
+                out, plan=("main",), progress=False).run()
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses.append([r["loss"] for r in records if "loss" in r])
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
