@@ -38,6 +38,9 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # static HTML has no live kernel: the explorers render as before (Output widgets driven by sliders), not as
+    # ipympl canvases, whose clicking needs JupyterLab (isvos_lite.viz.widgets.clickable_canvas)
+    os.environ.setdefault("ISVOS_LITE_EXPLORER", "sliders")
     exporter = HTMLExporter()
     rows, failed = [], []
     for path in tqdm(paths, desc="executing the course", unit="notebook"):
