@@ -55,6 +55,7 @@ class ModelConfig:
     # | "identity" = cosine maps, order-invariant map-weighted query content concatenated (ours, issue 10)
     qe_injection: str = "cosine"
     qe_tau_max: float = 4.0           # bound of the cosine injection's logits
+    qe_tau_init: float | None = None  # its starting temperature (None: tau_max / 2); a scalar moves ~lr per step
 
     # --- ablation switches (Table 3) -----------------------------------------------------
     query_enhancement: bool = True    # False: the query key is a projection of Q_g alone
@@ -70,6 +71,11 @@ class ModelConfig:
             raise ValueError(f"backbone_norm must be 'frozen_bn' or 'bn', got {self.backbone_norm!r}")
         if self.qe_injection not in ("cosine", "literal", "identity"):
             raise ValueError(f"qe_injection must be 'cosine', 'literal' or 'identity', got {self.qe_injection!r}")
+        if self.qe_tau_max <= 0:
+            raise ValueError(f"qe_tau_max must be > 0, got {self.qe_tau_max}")
+        if self.qe_tau_init is not None and not 0 < self.qe_tau_init < self.qe_tau_max:
+            raise ValueError(f"qe_tau_init must lie strictly between 0 and qe_tau_max ({self.qe_tau_max}), "
+                             f"got {self.qe_tau_init}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
         if len(self.decoder_dims) != 3:

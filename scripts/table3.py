@@ -50,6 +50,7 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "no_qe_mpf": (["--no-query-enhancement", "--no-multi-path-fusion"], True),
     "full_no_instance_stage": ([], False),
     "full_identity": (["--qe-injection", "identity"], True),      # amendment 3
+    "full_identity_sharp": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10"], True),  # amendment 4
 }
 ARM_LABELS = {
     "full": "ISVOS (QE + MPF, instance stage)",
@@ -58,6 +59,7 @@ ARM_LABELS = {
     "no_qe_mpf": "w/o QE & MPF",
     "full_no_instance_stage": "ISVOS w/o instance stage (Table 4)",
     "full_identity": "ISVOS, identity injection (amendment 3)",
+    "full_identity_sharp": "ISVOS, identity injection, tau 10 (amendment 4)",
 }
 # (a, b, question): the paired difference a - b, per video
 COMPARISONS = (
@@ -69,9 +71,11 @@ COMPARISONS = (
     ("full", "full_no_instance_stage", "does the instance stage help (Table 4)?"),
     ("full_identity", "no_qe", "does QE help with the identity injection? (amendment 3)"),
     ("full_identity", "full", "identity vs cosine injection (amendment 3)"),
+    ("full_identity_sharp", "no_qe", "does QE help with the sharp identity injection? (amendment 4)"),
+    ("full_identity_sharp", "full_identity", "tau 10 vs tau 2 (amendment 4)"),
 )
 # the arms whose QE health is measured (flattened-map J&F): arm -> file stem under qe_health/
-QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity"}
+QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity", "full_identity_sharp": "full_identity_sharp"}
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -128,9 +132,21 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                 qe_out, [f"train-{arm}-{seed}"]))
     # the QE health of the first seed's full model (the shipped one) comes with its seed; the others after every
     # arm of every seed, so that a run cut short still has the whole table for the seeds it reached
-    first = {f"qe-health-{seeds[0]}", f"qe-health-full_identity-{seeds[0]}"}
+    first = {f"qe-health-{seeds[0]}"} | {f"qe-health-{arm}-{seeds[0]}" for arm in QE_HEALTH_ARMS if arm != "full"}
     later = [t for t in tasks if t.name.startswith("qe-health-") and t.name not in first]
     return [t for t in tasks if t not in later] + later
+
+
+def task_arm(name: str) -> str | None:
+    """The arm a task belongs to ("qe-health-<seed>" is the full arm's); None for the instance stage."""
+    if name == "instance":
+        return None
+    if name.startswith("qe-health-") and name[len("qe-health-"):].isdigit():
+        return "full"
+    for arm in ARMS:
+        if name.startswith((f"train-{arm}-", f"eval-{arm}-", f"qe-health-{arm}-")):
+            return arm
+    raise ValueError(f"task {name!r} belongs to no arm")
 
 
 def run_task(task: Task, logs: Path) -> tuple[str, int, float]:
@@ -163,6 +179,8 @@ def is_done(task: Task) -> bool:
 def run(args: argparse.Namespace) -> int:
     world, runs = Path(args.world), Path(args.runs)
     tasks = plan_tasks(world, runs, args.seeds)
+    if args.arms:                                   # only these arms (and the shared instance stage they need)
+        tasks = [t for t in tasks if t.name == "instance" or task_arm(t.name) in args.arms]
     by_name = {t.name: t for t in tasks}
     finished = {t.name for t in tasks if is_done(t)}
     failed: set[str] = set()
@@ -362,6 +380,8 @@ def main() -> int:
         p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
         if name == "run":
             p.add_argument("--jobs", type=int, default=2, help="tasks at a time (one thread each)")
+            p.add_argument("--arms", nargs="+", choices=list(ARMS), default=None,
+                           help="run only these arms' tasks (default: all); e.g. an arm added by an amendment")
         else:
             p.add_argument("--out", default="docs/experiments/table3_results.md")
             p.add_argument("--figure", default=None, help="also plot the paired differences to this PNG")

@@ -368,6 +368,22 @@ def test_identity_injection_is_order_invariant_and_weights_query_content_by_the_
     assert not torch.allclose(flat["key"], out["key"])
 
 
+def test_injection_temperature_starts_where_asked():
+    default = make_key_encoder(True)
+    assert default.temperature == pytest.approx(default.tau_max / 2)
+    sharp = EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="identity",
+                               tau_max=12.0, tau_init=10.0)
+    assert sharp.temperature == pytest.approx(10.0, rel=1e-5)
+    res4, queries, query_pos, mask_logits = key_inputs()
+    assert sharp(res4, queries, query_pos, mask_logits)["map_logits"].abs().max() <= 10.0 + 1e-4
+    for bad in (0.0, 12.0, 15.0):
+        with pytest.raises(ValueError, match="tau_init"):
+            EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, tau_max=12.0, tau_init=bad)
+    from isvos_lite.config import get_preset
+    with pytest.raises(ValueError, match="qe_tau_init"):
+        get_preset("tiny", qe_tau_init=5.0)                                   # above the default bound of 4
+
+
 def test_alignment_loss_pulls_each_map_to_its_own_mask():
     from isvos_lite.model.key_encoder import qe_alignment_loss
     masks = torch.full((1, 2, 16, 16), -10.0)

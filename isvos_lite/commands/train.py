@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qe-injection", choices=("cosine", "literal", "identity"), default=None,
                         help="EKE injection: bounded cosine (default), the literal §3.2 dot product (saturates), or identity "
                              "(cosine maps, order-invariant map-weighted query content; an experiment)")
+    parser.add_argument("--qe-tau-max", type=float, default=None,
+                        help="bound of the bounded injections' logits (lite: 4)")
+    parser.add_argument("--qe-tau-init", type=float, default=None,
+                        help="starting temperature of the bounded injections (default: half the bound)")
     parser.add_argument("--qe-align-weight", type=float, default=None,
                         help="weight of the EKE map-to-mask alignment term (0 disables)")
     parser.add_argument("--instance-data", choices=("coco", "stream"), default=None,
@@ -113,6 +117,10 @@ def build_configs(args: argparse.Namespace):
                        "multi_path_fusion": not args.no_multi_path_fusion}
     if args.qe_injection is not None:
         model_overrides["qe_injection"] = args.qe_injection
+    if args.qe_tau_max is not None:
+        model_overrides["qe_tau_max"] = args.qe_tau_max
+    if args.qe_tau_init is not None:
+        model_overrides["qe_tau_init"] = args.qe_tau_init
     if getattr(args, "backbone_norm", None) is not None:
         model_overrides["backbone_norm"] = args.backbone_norm
     model_cfg = get_preset(cfg.model_preset, **model_overrides)

@@ -118,16 +118,21 @@ class EnhancedKeyEncoder(nn.Module):
         injection: "cosine" (bounded, the default), "literal" (§3.2 as written) or "identity" (cosine maps,
             order-invariant map-weighted query content); see the module docstring.
         tau_max: bound of the cosine injection's logits.
+        tau_init: the temperature it starts from (default tau_max / 2). The temperature is one scalar behind a
+            sigmoid, and AdamW moves it by about the learning rate per step: a short run (320 steps at 5e-4) ends
+            within ~0.2 of where it started, so the start is in effect a choice of the map contrast.
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, key_dim: int, num_queries: int, num_heads: int,
                  num_points: int, ffn_dim: int, query_enhancement: bool = True, injection: str = "cosine",
-                 tau_max: float = 4.0) -> None:
+                 tau_max: float = 4.0, tau_init: float | None = None) -> None:
         super().__init__()
         if injection not in INJECTIONS:
             raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
         if tau_max <= 0:
             raise ValueError(f"tau_max must be > 0, got {tau_max}")
+        if tau_init is not None and not 0 < tau_init < tau_max:
+            raise ValueError(f"tau_init must lie strictly between 0 and tau_max ({tau_max}), got {tau_init}")
         self.injection, self.tau_max = injection, float(tau_max)
         self.flatten_maps = False            # runtime switch of the QE-health test (not saved with the weights)
         if min(in_channels, hidden_dim, key_dim, num_queries, ffn_dim) < 1:
@@ -144,8 +149,9 @@ class EnhancedKeyEncoder(nn.Module):
             self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, hidden_dim))
             self.ffn_norm = nn.LayerNorm(hidden_dim)
             if injection in ("cosine", "identity"):
-                # tau = tau_max * sigmoid(theta); theta = 0 starts at tau_max / 2
-                self.injection_temperature = nn.Parameter(torch.zeros(()))
+                # tau = tau_max * sigmoid(theta); theta = 0 starts at tau_max / 2, else at tau_init
+                theta = 0.0 if tau_init is None else math.log(tau_init / (tau_max - tau_init))
+                self.injection_temperature = nn.Parameter(torch.tensor(float(theta)))
             if injection == "identity":
                 # W: the query content each pixel receives (N channels, the width of the N maps it replaces)
                 self.identity_proj = nn.Linear(hidden_dim, num_queries)
