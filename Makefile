@@ -11,7 +11,7 @@ TORCH_VERSION ?= 2.13.0
 EXTRAS ?= dev
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-fast test-notebooks test-browser course-html checkpoint benchmark clean-venv
+.PHONY: install demo test test-fast test-notebooks test-browser course-html checkpoint benchmark bench-cutie clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -52,6 +52,10 @@ course-html: $(STAMP)
 benchmark: $(STAMP)
 	$(VENV)/bin/isvos-lite benchmark --preset lite --height 480 --width 854 --frames 30 --objects 2
 	$(VENV)/bin/isvos-lite benchmark --preset paper --height 480 --width 854 --frames 10 --objects 2
+
+# isvos-lite next to Cutie-base on the same frames (Cutie from PyPI in its own .venv-cutie, made on first use)
+bench-cutie: $(STAMP)
+	$(PY) scripts/bench_cutie.py --preset paper --height 480 --width 854 --frames 12 --objects 2 --rounds 3
 
 clean-venv:
 	rm -rf $(VENV)
