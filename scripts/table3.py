@@ -130,6 +130,13 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                 cli("qe-health", "--checkpoint", str(runs / f"{arm}-{seed}" / "model.safetensors"), "--davis",
                     str(world), "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
                 qe_out, [f"train-{arm}-{seed}"]))
+            stats_out = runs / "qe_health" / f"{stem}-{seed}-stats.json"
+            tasks.append(Task(
+                f"qe-stats-{arm}-{seed}",
+                cli("qe-health", "--checkpoint", str(runs / f"{arm}-{seed}" / "model.safetensors"), "--davis",
+                    str(world), "--splits", "val", "lookalike", "--no-jf", "--threads", "1", "--json", "--out",
+                    str(stats_out)),
+                stats_out, [f"train-{arm}-{seed}"]))
     # the QE health of the first seed's full model (the shipped one) comes with its seed; the others after every
     # arm of every seed, so that a run cut short still has the whole table for the seeds it reached
     first = {f"qe-health-{seeds[0]}"} | {f"qe-health-{arm}-{seeds[0]}" for arm in QE_HEALTH_ARMS if arm != "full"}
@@ -144,7 +151,7 @@ def task_arm(name: str) -> str | None:
     if name.startswith("qe-health-") and name[len("qe-health-"):].isdigit():
         return "full"
     for arm in ARMS:
-        if name.startswith((f"train-{arm}-", f"eval-{arm}-", f"qe-health-{arm}-")):
+        if name.startswith((f"train-{arm}-", f"eval-{arm}-", f"qe-health-{arm}-", f"qe-stats-{arm}-")):
             return arm
     raise ValueError(f"task {name!r} belongs to no arm")
 
@@ -320,14 +327,21 @@ def report(args: argparse.Namespace) -> int:
             path = runs / "qe_health" / f"{stem}-{seed}.json"
             if path.exists():
                 data = json.loads(path.read_text())
+                # the key-change statistic came later: older QE-health files have it in a statistics-only file
+                stats_path = runs / "qe_health" / f"{stem}-{seed}-stats.json"
+                stats = json.loads(stats_path.read_text())["splits"] if stats_path.exists() else {}
                 for split, entry in data["splits"].items():
+                    key_change = entry.get("qe_key_change", stats.get(split, {}).get("qe_key_change"))
                     qe_rows.append(f"| {ARM_LABELS[arm]} | {seed} | {split} | {100 * entry['qe_saturated']:.1f} % | "
                                    f"{entry['qe_map_correlation']:.3f} | {entry['qe_mask_agreement']:.3f} | "
-                                   f"{entry['jf']:.2f} | {entry['jf_flattened']:.2f} | {entry['delta_jf']:+.2f} |")
+                                   + ("— | " if key_change is None else f"{100 * key_change:.1f} % | ")
+                                   + f"{entry['jf']:.2f} | {entry['jf_flattened']:.2f} | {entry['delta_jf']:+.2f} |")
     if qe_rows:
         lines += ["## QE health of the models with QE (`isvos-lite qe-health`)", "",
-                  "| arm | seed | split | saturated | map-map correlation | map-own-mask agreement | J&F | J&F, maps "
-                  "flattened | Δ |", "|---|---|---|---|---|---|---|---|---|", *qe_rows, "",
+                  "| arm | seed | split | saturated | map-map correlation | map-own-mask agreement | key change, maps "
+                  "flattened | J&F | J&F, maps flattened | Δ |", "|---|---|---|---|---|---|---|---|---|---|", *qe_rows, "",
+                  "Key change: ‖key − key with the maps flattened‖ / ‖key‖ over the statistics frames (how much the "
+                  "query key depends on the maps at all).",
                   "J&F here is the training-validation scorer (same protocol as the official one, all videos).", ""]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)

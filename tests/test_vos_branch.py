@@ -410,6 +410,11 @@ def test_qe_health_statistics_tell_shared_maps_from_instance_maps():
     stats = map_statistics(model, frames)
     assert 0 <= stats["qe_saturated"] <= 1 and 0 <= stats["qe_map_correlation"] <= 1
     assert stats["qe_frames"] == 2
+    # the key's dependence on the maps: > 0, and 0 once the key projection ignores the map channels
+    assert stats["qe_key_change"] > 0
+    model.key_encoder.key_proj.weight.data[:, model.cfg.hidden_dim:] = 0
+    assert map_statistics(model, frames)["qe_key_change"] == pytest.approx(0, abs=1e-7)
+    assert not model.key_encoder.flatten_maps
     # a literal encoder with a huge Q_g saturates and its maps become near-copies of each other
     literal = ISVOS(get_preset("tiny", qe_injection="literal"))
     literal.key_encoder.global_proj.weight.data *= 200

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             line = (f"{split}: saturated {100 * entry['qe_saturated']:.1f} %, map-map correlation "
                     f"{entry['qe_map_correlation']:.3f}, map-own-mask agreement {entry['qe_mask_agreement']:.3f}, "
-                    f"mean logit {entry['qe_logit_mean']:+.2f}")
+                    f"key change when flattened {100 * entry['qe_key_change']:.1f} %, mean logit {entry['qe_logit_mean']:+.2f}")
             if "delta_jf" in entry:
                 line += (f"; J&F {entry['jf']:.2f} -> {entry['jf_flattened']:.2f} with flattened maps "
                          f"(Δ {entry['delta_jf']:+.2f}, {entry['videos']} videos)")

@@ -63,7 +63,9 @@ def map_statistics(model: torch.nn.Module, frames: torch.Tensor, batch_size: int
 
     Returns:
         {"qe_saturated", "qe_map_correlation", "qe_mask_agreement"} as floats in [0, 1] (agreement in [-1, 1]),
-        "qe_logit_mean" (mean map logit) and "qe_frames" (frames used). Leaves the model in eval mode.
+        "qe_key_change" (||key - key with the maps flattened|| / ||key||: how much the query key depends on the
+        maps at all, a cheaper and finer signal than the J&F change), "qe_logit_mean" (mean map logit) and
+        "qe_frames" (frames used). Leaves the model in eval mode.
     """
     if not getattr(model.cfg, "query_enhancement", False):
         raise ValueError("map_statistics needs a model with query enhancement (its key encoder has no injection maps)")
@@ -72,8 +74,14 @@ def map_statistics(model: torch.nn.Module, frames: torch.Tensor, batch_size: int
     model.eval()
     device = next(model.parameters()).device
     saturated, values, correlations, agreements, logit_sum = 0, 0, [], [], 0.0
+    key_change_sq, key_sq = 0.0, 0.0
     for start in range(0, frames.shape[0], batch_size):
         feats = model.encode_frame(frames[start:start + batch_size].to(device))
+        with flattened_maps(model):                                             # the same frame, maps flattened
+            flat_key = model.key_encoder(feats.res4, feats.instance["queries"], feats.instance["query_pos"],
+                                         feats.instance["pred_masks"])["key"]
+        key_change_sq += float((feats.key.float() - flat_key.float()).pow(2).sum())
+        key_sq += float(feats.key.float().pow(2).sum())
         maps = feats.key_extras["instance_maps"].float()                        # (b, N, h, w)
         logits = feats.key_extras["map_logits"].float()                         # (b, N, h, w)
         masks = torch.sigmoid(feats.instance["pred_masks"].float())             # (b, N, H4, W4)
@@ -99,6 +107,7 @@ def map_statistics(model: torch.nn.Module, frames: torch.Tensor, batch_size: int
     return {"qe_saturated": saturated / max(values, 1),
             "qe_map_correlation": float(np.mean(correlations)),
             "qe_mask_agreement": float(np.mean(agreements)) if agreements else float("nan"),
+            "qe_key_change": (key_change_sq / key_sq) ** 0.5 if key_sq > 0 else 0.0,
             "qe_logit_mean": logit_sum / max(values, 1),
             "qe_frames": int(frames.shape[0])}
 

@@ -99,6 +99,8 @@ def plot_loss_curves(records: list[dict], path: str | os.PathLike) -> Path | Non
         ax.plot(xs, [r["qe_saturated"] for r in qe], marker="o", label="saturated fraction (want low)")
         ax.plot(xs, [r["qe_map_correlation"] for r in qe], marker="o", label="map-map correlation (want low)")
         ax.plot(xs, [r["qe_mask_agreement"] for r in qe], marker="o", label="map-own-mask agreement (want high)")
+        if all("qe_key_change" in r for r in qe):
+            ax.plot(xs, [r["qe_key_change"] for r in qe], marker="o", label="key change, maps flattened (want high)")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("iteration")
         ax.set_title("query-enhancement health (EKE maps)")

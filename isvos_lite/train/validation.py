@@ -64,7 +64,8 @@ def validate_qe_health(model: torch.nn.Module, root: str | os.PathLike, split: s
     from isvos_lite.eval.qe_health import frames_of_split, map_statistics
 
     stats = map_statistics(model, frames_of_split(root, split, num_videos))
-    return {k: stats[k] for k in ("qe_saturated", "qe_map_correlation", "qe_mask_agreement", "qe_logit_mean")}
+    return {k: stats[k] for k in ("qe_saturated", "qe_map_correlation", "qe_mask_agreement", "qe_key_change",
+                                  "qe_logit_mean")}
 
 
 @torch.no_grad()
