@@ -363,7 +363,7 @@ def plot_differences(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5.5 * len(SPLITS), 1.2 + 0.55 * len(COMPARISONS)), sharey=True)
     for ax, split in zip(axes, SPLITS):
         labels, means, lows, highs = [], [], [], []
         for a, b, _ in COMPARISONS:
@@ -373,11 +373,16 @@ def plot_differences(summary: dict, path: Path) -> None:
             labels.append(f"{ARM_LABELS[a].split(' (')[0]}\n− {ARM_LABELS[b].split(' (')[0]}")
             means.append(d["mean"]), lows.append(d["low"]), highs.append(d["high"])
         y = np.arange(len(labels))
-        ax.errorbar(means, y, xerr=[np.subtract(means, lows), np.subtract(highs, means)], fmt="o", capsize=3)
-        ax.axvline(0, color="gray", linewidth=1)
-        ax.set_yticks(y, labels, fontsize=7)
+        # green: CI above 0, red: below 0, grey: includes 0 (the protocol's rule)
+        colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(lows, highs)]
+        for yi, m, lo, hi, c in zip(y, means, lows, highs, colours):
+            ax.errorbar([m], [yi], xerr=[[m - lo], [hi - m]], fmt="o", capsize=3, color=c)
+        ax.axvline(0, color="black", linewidth=1)
+        ax.set_yticks(y, labels, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
         ax.set_title(f"{split}: paired ΔJ&F, 95 % CI")
         ax.set_xlabel("J&F difference (points)")
+    axes[0].invert_yaxis()                      # the first comparison on top (shared y axis)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
