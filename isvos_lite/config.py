@@ -56,6 +56,7 @@ class ModelConfig:
     qe_injection: str = "cosine"
     qe_tau_max: float = 4.0           # bound of the cosine injection's logits
     qe_tau_init: float | None = None  # its starting temperature (None: tau_max / 2); a scalar moves ~lr per step
+    qe_balance: bool = False          # rescale the injected channels to Q_g's spatial deviation (an experiment)
 
     # --- ablation switches (Table 3) -----------------------------------------------------
     query_enhancement: bool = True    # False: the query key is a projection of Q_g alone

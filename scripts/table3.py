@@ -51,6 +51,8 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "full_no_instance_stage": ([], False),
     "full_identity": (["--qe-injection", "identity"], True),      # amendment 3
     "full_identity_sharp": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10"], True),  # amendment 4
+    "full_identity_sharp_balanced": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10",
+                                      "--qe-balance"], True),                                            # amendment 5
 }
 ARM_LABELS = {
     "full": "ISVOS (QE + MPF, instance stage)",
@@ -60,6 +62,7 @@ ARM_LABELS = {
     "full_no_instance_stage": "ISVOS w/o instance stage (Table 4)",
     "full_identity": "ISVOS, identity injection (amendment 3)",
     "full_identity_sharp": "ISVOS, identity injection, tau 10 (amendment 4)",
+    "full_identity_sharp_balanced": "ISVOS, identity injection, tau 10, balanced (amendment 5)",
 }
 # (a, b, question): the paired difference a - b, per video
 COMPARISONS = (
@@ -73,9 +76,12 @@ COMPARISONS = (
     ("full_identity", "full", "identity vs cosine injection (amendment 3)"),
     ("full_identity_sharp", "no_qe", "does QE help with the sharp identity injection? (amendment 4)"),
     ("full_identity_sharp", "full_identity", "tau 10 vs tau 2 (amendment 4)"),
+    ("full_identity_sharp_balanced", "no_qe", "does QE help with balanced injected channels? (amendment 5)"),
+    ("full_identity_sharp_balanced", "full_identity_sharp", "balanced vs not (amendment 5)"),
 )
 # the arms whose QE health is measured (flattened-map J&F): arm -> file stem under qe_health/
-QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity", "full_identity_sharp": "full_identity_sharp"}
+QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity", "full_identity_sharp": "full_identity_sharp",
+                  "full_identity_sharp_balanced": "full_identity_sharp_balanced"}
 BOOTSTRAP_RESAMPLES = 10_000
 
 

@@ -384,6 +384,31 @@ def test_injection_temperature_starts_where_asked():
         get_preset("tiny", qe_tau_init=5.0)                                   # above the default bound of 4
 
 
+def test_balance_gives_the_injected_channels_the_spatial_spread_of_q_g():
+    from isvos_lite.model.key_encoder import balance_to
+    torch.manual_seed(3)
+    x = 0.5 + 0.01 * torch.randn(2, 5, 6, 7)                                   # quiet maps around 0.5
+    ref = 3.0 * torch.randn(2, 16, 6, 7)
+    out = balance_to(x, ref)
+
+    def dev(t):
+        return (t - t.mean(dim=(2, 3), keepdim=True)).pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(dev(out), dev(ref))                            # the same spread, per frame
+    torch.testing.assert_close(out.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-4, rtol=0)   # same spatial means
+    constant = torch.full((2, 5, 6, 7), 0.3)
+    torch.testing.assert_close(balance_to(constant, ref), constant)          # flat maps stay flat
+    res4, queries, query_pos, mask_logits = key_inputs()
+    plain = EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="identity")
+    balanced = EnhancedKeyEncoder(C4, C_H, 8, N, num_heads=2, num_points=2, ffn_dim=32, injection="identity",
+                                  balance=True)
+    balanced.load_state_dict(plain.state_dict())
+    a, b = plain(res4, queries, query_pos, mask_logits), balanced(res4, queries, query_pos, mask_logits)
+    assert not torch.allclose(a["key"], b["key"])
+    plain.flatten_maps = balanced.flatten_maps = True                         # flattened: balancing changes nothing
+    torch.testing.assert_close(plain(res4, queries, query_pos, mask_logits)["key"],
+                               balanced(res4, queries, query_pos, mask_logits)["key"])
+
+
 def test_alignment_loss_pulls_each_map_to_its_own_mask():
     from isvos_lite.model.key_encoder import qe_alignment_loss
     masks = torch.full((1, 2, 16, 16), -10.0)

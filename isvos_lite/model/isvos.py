@@ -79,7 +79,7 @@ class ISVOS(nn.Module):
         self.key_encoder = EnhancedKeyEncoder(
             ch["res4"], cfg.hidden_dim, cfg.key_dim, cfg.num_queries, cfg.num_heads, cfg.deform_points,
             cfg.eke_ffn_dim, query_enhancement=cfg.query_enhancement, injection=cfg.qe_injection,
-            tau_max=cfg.qe_tau_max, tau_init=cfg.qe_tau_init,
+            tau_max=cfg.qe_tau_max, tau_init=cfg.qe_tau_init, balance=cfg.qe_balance,
         )
         self.value_encoder = ValueEncoder(
             cfg.value_dim, ch["res4"], depth=cfg.value_backbone_depth, width=cfg.value_backbone_width,

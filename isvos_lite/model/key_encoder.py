@@ -66,7 +66,7 @@ from torch import nn
 
 from isvos_lite.model.deform_attn import MSDeformAttn
 
-__all__ = ["mask_centroids", "EnhancedKeyEncoder", "qe_alignment_loss", "INJECTIONS"]
+__all__ = ["mask_centroids", "balance_to", "EnhancedKeyEncoder", "qe_alignment_loss", "INJECTIONS"]
 
 INJECTIONS = ("cosine", "literal", "identity")
 
@@ -104,6 +104,24 @@ def mask_centroids(mask_logits: torch.Tensor, threshold: float = 0.5) -> torch.T
         return torch.where(empty.unsqueeze(-1), centre, centroid).to(mask_logits.dtype)
 
 
+def balance_to(x: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """x with its deviation from its per-channel spatial mean rescaled to the spatial deviation of ``reference``.
+
+    x (B, C, h, w), reference (B, C_r, h, w) -> (B, C, h, w). Per frame b the factor is
+    dev(reference_b) / dev(x_b), dev = RMS over channels and pixels of the value minus its channel's spatial mean;
+    the factor is detached (a gain, not something to learn through). A spatially constant x (deviation <= eps)
+    becomes exactly its spatial mean.
+    """
+    def deviation(t: torch.Tensor) -> torch.Tensor:                                          # (B, 1, 1, 1)
+        return (t - t.mean(dim=(2, 3), keepdim=True)).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+
+    mean = x.mean(dim=(2, 3), keepdim=True)                                                   # (B, C, 1, 1)
+    spread = deviation(x)                                                                     # (B, 1, 1, 1)
+    # a (numerically) constant x has nothing to rescale: amplifying its rounding noise would invent structure
+    gain = torch.where(spread > eps, deviation(reference) / spread.clamp_min(eps), torch.zeros_like(spread)).detach()
+    return mean + (x - mean) * gain
+
+
 class EnhancedKeyEncoder(nn.Module):
     """Query key of the current frame from F_res4 and the IS-branch queries (§3.2, Eq. (2)).
 
@@ -118,6 +136,10 @@ class EnhancedKeyEncoder(nn.Module):
         injection: "cosine" (bounded, the default), "literal" (§3.2 as written) or "identity" (cosine maps,
             order-invariant map-weighted query content); see the module docstring.
         tau_max: bound of the cosine injection's logits.
+        balance: rescale the injected channels' deviation from their spatial mean to Q_g's (per frame, the factor
+            detached) before the concatenation, so that both halves of Q_cat vary on the same scale; the spatial
+            means are kept, so flattened maps inject exactly what they inject without balancing (an experiment of
+            issue 10: unbalanced, the injected channels vary 5-17x less than Q_g's and move the key by 1-5 %).
         tau_init: the temperature it starts from (default tau_max / 2). The temperature is one scalar behind a
             sigmoid, and AdamW moves it by about the learning rate per step: a short run (320 steps at 5e-4) ends
             within ~0.2 of where it started, so the start is in effect a choice of the map contrast.
@@ -125,7 +147,7 @@ class EnhancedKeyEncoder(nn.Module):
 
     def __init__(self, in_channels: int, hidden_dim: int, key_dim: int, num_queries: int, num_heads: int,
                  num_points: int, ffn_dim: int, query_enhancement: bool = True, injection: str = "cosine",
-                 tau_max: float = 4.0, tau_init: float | None = None) -> None:
+                 tau_max: float = 4.0, tau_init: float | None = None, balance: bool = False) -> None:
         super().__init__()
         if injection not in INJECTIONS:
             raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
@@ -133,7 +155,7 @@ class EnhancedKeyEncoder(nn.Module):
             raise ValueError(f"tau_max must be > 0, got {tau_max}")
         if tau_init is not None and not 0 < tau_init < tau_max:
             raise ValueError(f"tau_init must lie strictly between 0 and tau_max ({tau_max}), got {tau_init}")
-        self.injection, self.tau_max = injection, float(tau_max)
+        self.injection, self.tau_max, self.balance = injection, float(tau_max), bool(balance)
         self.flatten_maps = False            # runtime switch of the QE-health test (not saved with the weights)
         if min(in_channels, hidden_dim, key_dim, num_queries, ffn_dim) < 1:
             raise ValueError(f"EnhancedKeyEncoder widths must be >= 1, got in_channels={in_channels}, "
@@ -194,6 +216,8 @@ class EnhancedKeyEncoder(nn.Module):
             injected = instance_maps.mean(dim=(2, 3), keepdim=True).expand_as(instance_maps)
         if self.injection == "identity":
             injected = self.identity_features(injected, q_vos)                                # (B, N, h, w)
+        if self.balance:
+            injected = balance_to(injected, q_g)                                              # (B, N, h, w)
         q_cat = torch.cat([q_g, injected], dim=1)                                             # (B, C_h + N, h, w)
         return {"key": self.key_proj(q_cat), "Q_g": q_g, "q_vos": q_vos, "instance_maps": instance_maps,
                 "map_logits": map_logits, "reference_points": reference_points}
