@@ -13,6 +13,7 @@ Numbers quoted in docs/DESIGN_NOTES.md §1.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -49,7 +50,12 @@ def main() -> None:
             if encoder.injection == "identity":
                 injected = encoder.identity_features(injected, out["q_vos"])
         qg_dev, inj_dev = spatial_deviation(out["Q_g"]), spatial_deviation(injected)
-        seed = args.seed if args.seed is not None else int(path.rstrip("/").split("/")[-2].rsplit("-", 1)[-1])
+        seed = args.seed
+        if seed is None:
+            run_name = Path(path).resolve().parent.name                                      # e.g. "full-0"
+            if not run_name.rsplit("-", 1)[-1].isdigit():
+                parser.error(f"cannot read the seed from the run folder {run_name!r} of {path}: pass --seed")
+            seed = int(run_name.rsplit("-", 1)[-1])
         cfg, _ = read_checkpoint_config(path)
         torch.manual_seed(seed)
         initial = ISVOS(cfg).key_encoder.key_proj.weight.detach()                     # as the trainer builds it

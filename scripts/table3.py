@@ -14,7 +14,8 @@ every arm of the seeds it reached. Tasks per seed s:
     instance              isvos-lite train --stage instance (once; shared by every arm and seed that uses it)
     train-<arm>-s         isvos-lite train --stage main [--init-instance instance-s]
     eval-<arm>-s-<split>  isvos-lite eval (official-equivalent J&F, per-sequence CSV)
-    qe-health-s           isvos-lite qe-health on the full model (flattened-map J&F on val and lookalike)
+    qe-health-<arm>-s     isvos-lite qe-health on each model with QE (flattened-map J&F on val and lookalike)
+    qe-stats-<arm>-s      the same, map statistics only (qe_key_change for older QE-health files)
 
 ``report`` reads the per-sequence CSVs and writes the table in the protocol's form: per arm and split the mean
 J&F over seeds (and each seed's value), and for each pre-registered comparison the per-video paired difference
@@ -79,9 +80,8 @@ COMPARISONS = (
     ("full_identity_sharp_balanced", "no_qe", "does QE help with balanced injected channels? (amendment 5)"),
     ("full_identity_sharp_balanced", "full_identity_sharp", "balanced vs not (amendment 5)"),
 )
-# the arms whose QE health is measured (flattened-map J&F): arm -> file stem under qe_health/
-QE_HEALTH_ARMS = {"full": "full", "full_identity": "full_identity", "full_identity_sharp": "full_identity_sharp",
-                  "full_identity_sharp_balanced": "full_identity_sharp_balanced"}
+# the arms whose QE health is measured (flattened-map J&F), files qe_health/<arm>-<seed>.json
+QE_HEALTH_ARMS = ("full", "full_identity", "full_identity_sharp", "full_identity_sharp_balanced")
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -128,15 +128,14 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                     cli("eval", "--checkpoint", str(train_dir / "model.safetensors"), "--davis", str(world),
                         "--split", split, "--out", str(eval_dir), "--workers", "1"),
                     eval_dir / f"per-sequence_results-{split}.csv", [f"train-{arm}-{seed}"]))
-        for arm, stem in QE_HEALTH_ARMS.items():
-            qe_out = runs / "qe_health" / f"{stem}-{seed}.json"
-            name = f"qe-health-{seed}" if arm == "full" else f"qe-health-{arm}-{seed}"
+        for arm in QE_HEALTH_ARMS:
+            qe_out = runs / "qe_health" / f"{arm}-{seed}.json"
             tasks.append(Task(
-                name,
+                f"qe-health-{arm}-{seed}",
                 cli("qe-health", "--checkpoint", str(runs / f"{arm}-{seed}" / "model.safetensors"), "--davis",
                     str(world), "--splits", "val", "lookalike", "--threads", "1", "--json", "--out", str(qe_out)),
                 qe_out, [f"train-{arm}-{seed}"]))
-            stats_out = runs / "qe_health" / f"{stem}-{seed}-stats.json"
+            stats_out = runs / "qe_health" / f"{arm}-{seed}-stats.json"
             tasks.append(Task(
                 f"qe-stats-{arm}-{seed}",
                 cli("qe-health", "--checkpoint", str(runs / f"{arm}-{seed}" / "model.safetensors"), "--davis",
@@ -145,17 +144,15 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                 stats_out, [f"train-{arm}-{seed}"]))
     # the QE health of the first seed's full model (the shipped one) comes with its seed; the others after every
     # arm of every seed, so that a run cut short still has the whole table for the seeds it reached
-    first = {f"qe-health-{seeds[0]}"} | {f"qe-health-{arm}-{seeds[0]}" for arm in QE_HEALTH_ARMS if arm != "full"}
+    first = {f"qe-health-{arm}-{seeds[0]}" for arm in QE_HEALTH_ARMS}
     later = [t for t in tasks if t.name.startswith("qe-health-") and t.name not in first]
     return [t for t in tasks if t not in later] + later
 
 
 def task_arm(name: str) -> str | None:
-    """The arm a task belongs to ("qe-health-<seed>" is the full arm's); None for the instance stage."""
+    """The arm a task belongs to; None for the instance stage."""
     if name == "instance":
         return None
-    if name.startswith("qe-health-") and name[len("qe-health-"):].isdigit():
-        return "full"
     for arm in ARMS:
         if name.startswith((f"train-{arm}-", f"eval-{arm}-", f"qe-health-{arm}-", f"qe-stats-{arm}-")):
             return arm
@@ -328,13 +325,13 @@ def report(args: argparse.Namespace) -> int:
               "seed-to-seed spread of training; the per-seed means show that spread (an effect whose per-seed means "
               "disagree in sign is fragile whatever its CI).", ""]
     qe_rows = []
-    for arm, stem in QE_HEALTH_ARMS.items():
+    for arm in QE_HEALTH_ARMS:
         for seed in seeds:
-            path = runs / "qe_health" / f"{stem}-{seed}.json"
+            path = runs / "qe_health" / f"{arm}-{seed}.json"
             if path.exists():
                 data = json.loads(path.read_text())
                 # the key-change statistic came later: older QE-health files have it in a statistics-only file
-                stats_path = runs / "qe_health" / f"{stem}-{seed}-stats.json"
+                stats_path = runs / "qe_health" / f"{arm}-{seed}-stats.json"
                 stats = json.loads(stats_path.read_text())["splits"] if stats_path.exists() else {}
                 for split, entry in data["splits"].items():
                     key_change = entry.get("qe_key_change", stats.get(split, {}).get("qe_key_change"))

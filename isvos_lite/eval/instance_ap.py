@@ -261,16 +261,12 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         pred = _predict(model, image, max_detections)
         instances = list(zip(pred["masks"].numpy(), pred["labels"].tolist(), pred["scores"].tolist()))
         results += instance_results(image_id, instances, category_ids)
-        per_query = instance_results(image_id, instances, category_ids, query_index=pred["query_index"].tolist(),
-                                     agnostic=True)
-        agnostic_results += per_query
-        if diagnose:   # the same one-mask-per-query results, ranked by their true quality
-            kept, seen = [], set()
-            for instance, q in zip(instances, pred["query_index"].tolist()):
-                if q not in seen:
-                    seen.add(q)
-                    kept.append(instance)
-            oracle_results += [dict(r, score=iou) for r, iou in zip(per_query, _best_iou_scores(coco_gt, image_id, kept))]
+        query_index = pred["query_index"].tolist()
+        agnostic_results += instance_results(image_id, instances, category_ids, query_index=query_index, agnostic=True)
+        if diagnose:   # the same one-mask-per-query results, each scored by its true quality
+            ious = _best_iou_scores(coco_gt, image_id, instances)
+            oracle_results += instance_results(image_id, [(m, c, iou) for (m, c, _), iou in zip(instances, ious)],
+                                               category_ids, query_index=query_index, agnostic=True)
     out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
     if diagnose:
         oracle = _run_cocoeval(_agnostic_gt(coco_gt), oracle_results, image_ids)
