@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from isvos_lite.model.aggregate import aggregate
-from isvos_lite.model.memory import query_major_similarity, readout, softmax_affinity, topk_readout
+from isvos_lite.model.memory import (blockwise_topk_read, query_major_similarity, readout, softmax_affinity,
+                                     topk_readout)
 
 __all__ = ["VideoSegmenter", "StepInternals", "segment_video", "frame_to_tensor", "mask_to_numpy"]
 
@@ -358,21 +359,30 @@ class VideoSegmenter:
         return set(self.object_ids[: self._objects_in_memory(stream)])
 
     def _predict(self, stream: _Stream, enc: dict, known: int, H: int, W: int) -> torch.Tensor:
-        """Read memory (per object group, one similarity for all) and decode: (1 + known, H, W) probabilities."""
+        """Read memory (per object group) and decode: (1 + known, H, W) probabilities."""
         feats = enc["feats"]
         slots = stream.memory.slots
         _, Ck, h, w = feats.key.shape
         mem_key = torch.stack([s.key for s in slots], 1).view(1, Ck, -1)          # (1, C_k, T*h*w)
-        similarity = query_major_similarity(mem_key, feats.key.view(1, Ck, -1))    # (1, h*w, T*h*w), once per frame
+        query_key = feats.key.view(1, Ck, -1)                                      # (1, C_k, h*w)
+        # the whole similarity only where it is needed (the full softmax, the recorded internals for the viz);
+        # top-k inference reads memory a block of query pixels at a time (memory.blockwise_topk_read, same numbers)
+        dense = self.top_k is None or self.record
+        similarity = query_major_similarity(mem_key, query_key) if dense else None  # (1, h*w, T*h*w), once per frame
         readouts, first_affinity = [], None
         start_obj = 0
         while start_obj < known:                                                    # object groups
             first_slot = stream.memory.first_slot_with(start_obj + 1)               # where this group appeared
             group_end = slots[first_slot].value.shape[0]                            # objects known from then on
-            sim = similarity[:, :, first_slot * h * w:]                             # (1, h*w, Tg*h*w)
             values = torch.stack([s.value[start_obj:group_end] for s in slots[first_slot:]], 2)  # (O_g, C_v, Tg, h, w)
             Og, Cv = values.shape[:2]
             values = values.reshape(1, Og, Cv, -1)                                  # (1, O_g, C_v, Tg*h*w)
+            if not dense:
+                group_readout = blockwise_topk_read(mem_key[:, :, first_slot * h * w:], query_key, values, self.top_k)
+                readouts.append(group_readout.view(Og, Cv, h, w))
+                start_obj = group_end
+                continue
+            sim = similarity[:, :, first_slot * h * w:]                             # (1, h*w, Tg*h*w)
             if self.top_k is None:                                                  # full softmax (as in training)
                 affinity = softmax_affinity(sim.transpose(1, 2))                    # (1, Tg*h*w, h*w)
                 group_readout = readout(affinity.to(values.dtype), values)

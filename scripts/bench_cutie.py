@@ -13,6 +13,11 @@ pipe), so load changes on a shared machine hit both alike; the result is the med
 
 Each side keeps its own defaults otherwise: isvos-lite the paper's protocol (16 memory frames, top-k 20), Cutie its
 eval_config (5 working-memory frames, top-k 30, sensory memory updated every frame). ``make bench-cutie`` runs it.
+
+``--flops`` also counts each model's arithmetic (GFLOP per predicted frame of convolutions and matrix products,
+``torch.utils.flop_counter``, averaged over frames 1..N-1 of the same video in an extra, untimed pass). At equal
+efficiency (GFLOP/s) the time ratio equals the GFLOP ratio, so a GFLOP ratio above a speed target says that the
+target needs a different architecture, not a better implementation.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ def worker() -> int:
         data = np.load(request["frames"])
         frames, first_mask = data["frames"], torch.from_numpy(data["first_mask"].astype(np.int64))
         objects = [int(v) for v in np.unique(data["first_mask"]) if v != 0]
+        if request.get("flops"):
+            print(json.dumps({"gflop_per_frame": cutie_gflop_per_frame(network, cfg, frames, first_mask, objects)}),
+                  flush=True)
+            continue
         core = InferenceCore(network, cfg)
         times = []
         with torch.inference_mode():
@@ -88,6 +97,25 @@ def worker() -> int:
                     times.append(time.perf_counter() - start)
         print(json.dumps({"times": times}), flush=True)
     return 0
+
+
+def cutie_gflop_per_frame(network, cfg, frames, first_mask, objects) -> float:
+    """GFLOP per predicted frame (frames 1..N-1) of Cutie's InferenceCore on the same video, like ours."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from cutie.inference.inference_core import InferenceCore
+
+    for p in network.parameters():                 # FlopCounterMode's module tracker and inference mode disagree
+        p.requires_grad_(False)
+    core = InferenceCore(network, cfg)
+    counter = FlopCounterMode(display=False, depth=1)
+    images = [torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0 for frame in frames]
+    with torch.inference_mode():
+        core.step(images[0], first_mask, objects=objects)
+        with counter:                              # entered once: entering a FlopCounterMode resets its counts
+            for image in images[1:]:
+                core.output_prob_to_mask(core.step(image))
+    return counter.get_total_flops() / (len(frames) - 1) / 1e9
 
 
 # ------------------------------------------------------------------------------------------------ the driver
@@ -136,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (isvos-lite, then Cutie)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for both (default: the package's "
                         "policy, isvos_lite.threads)")
+    parser.add_argument("--flops", action="store_true", help="also count GFLOP per predicted frame of both models")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -177,6 +206,10 @@ def main(argv=None) -> int:
                 cutie.stdin.write(json.dumps({"frames": frames_file, "threads": threads, "warmup": args.warmup}) + "\n")
                 cutie.stdin.flush()
                 theirs += json.loads(cutie.stdout.readline())["times"]
+            if args.flops:
+                cutie.stdin.write(json.dumps({"frames": frames_file, "threads": threads, "flops": True}) + "\n")
+                cutie.stdin.flush()
+                gflop_theirs = json.loads(cutie.stdout.readline())["gflop_per_frame"]
         finally:
             cutie.stdin.close()
             cutie.wait(timeout=60)
@@ -189,6 +222,15 @@ def main(argv=None) -> int:
         "ratio": round(ms_ours / ms_theirs, 2),
         "isvos_lite_params": sum(p.numel() for p in model.parameters()), "cutie_base_params": hello["params"],
     }
+    if args.flops:
+        from isvos_lite.commands.benchmark import PROFILED_MODULES, count_gflop_per_frame
+        from isvos_lite.inference import VideoSegmenter
+
+        seg = VideoSegmenter(model, max_internal_size=None)
+        seg.step(frames[0], first_mask)
+        gflop_ours = count_gflop_per_frame(model, seg, list(frames[1:]), PROFILED_MODULES)["total"]
+        result.update(isvos_lite_gflop_per_frame=round(gflop_ours, 1), cutie_base_gflop_per_frame=round(gflop_theirs, 1),
+                      gflop_ratio=round(gflop_ours / gflop_theirs, 2))
     if args.json:
         print(json.dumps(result))
     else:
@@ -198,6 +240,9 @@ def main(argv=None) -> int:
               f"{result['isvos_lite_params'] / 1e6:.1f} M parameters")
         print(f"  Cutie-base:        {ms_theirs:,.0f} ms per frame (median), {hello['params'] / 1e6:.1f} M parameters")
         print(f"  ratio: {result['ratio']:.2f}x")
+        if args.flops:
+            print(f"  arithmetic: {result['isvos_lite_gflop_per_frame']:,.1f} vs {result['cutie_base_gflop_per_frame']:,.1f} "
+                  f"GFLOP per predicted frame, ratio {result['gflop_ratio']:.2f}x (the time ratio at equal GFLOP/s)")
     return 0
 
 

@@ -73,8 +73,10 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     """Ten frames of a 3-object video through the shipped lite model: fast paths = readable references."""
     from pathlib import Path
 
+    import isvos_lite.inference as inference
     import isvos_lite.model.deform_attn as deform_attn
     from isvos_lite.checkpoint import load_checkpoint
+    from isvos_lite.model.memory import query_major_similarity, topk_readout
     from isvos_lite.commands.benchmark import synthetic_video
     from isvos_lite.inference import VideoSegmenter
     from isvos_lite.model.mpf_decoder import MPFBlock
@@ -90,6 +92,9 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     fast = run()
     monkeypatch.setattr(deform_attn, "ms_deform_attn_gather", deform_attn.ms_deform_attn_core)
     monkeypatch.setattr(MPFBlock, "share_pixel_path", False)
+    monkeypatch.setattr(inference, "blockwise_topk_read",
+                        lambda mem_key, query_key, values, k: topk_readout(query_major_similarity(mem_key, query_key),
+                                                                           values, k)[0])
     reference = run()
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
     assert torch.equal(fast.argmax(1), reference.argmax(1))

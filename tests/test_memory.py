@@ -197,3 +197,17 @@ def test_topk_readout_equals_dense_topk_path():
         torch.testing.assert_close(fast, dense)
         assert indices.shape == (2, 12, min(k, 45))
         torch.testing.assert_close(weights.sum(-1), torch.ones(2, 12))
+
+
+def test_blockwise_topk_read_equals_the_whole_similarity_path():
+    """Issue 13's cache-friendly memory read: any block size (dividing HW or not) gives topk_readout's readout."""
+    from isvos_lite.model.memory import blockwise_topk_read, query_major_similarity, topk_readout
+    g = torch.Generator().manual_seed(5)
+    mem_key, query_key = torch.randn(2, 8, 90, generator=g), torch.randn(2, 8, 37, generator=g)
+    values = torch.randn(2, 3, 5, 90, generator=g)
+    for k in (1, 20, 500):
+        whole = topk_readout(query_major_similarity(mem_key, query_key), values, k)[0]
+        for rows in (1, 7, 37, 64):
+            torch.testing.assert_close(blockwise_topk_read(mem_key, query_key, values, k, rows_per_block=rows), whole)
+    with pytest.raises(ValueError, match="rows_per_block"):
+        blockwise_topk_read(mem_key, query_key, values, 5, rows_per_block=0)

@@ -8,7 +8,12 @@ not timed.
 
 ``--profile`` adds where the time goes: wall time per frame in each top-level module of the network (forward
 hooks), the rest being the memory read, soft aggregation and pre/post-processing; ``--markdown`` prints it as the
-README's table. Every result names the machine's load average: on a busy machine times grow (the CPU time per
+README's table. ``--flops`` adds how much arithmetic each module does (GFLOP per frame of its convolutions and
+matrix products, ``torch.utils.flop_counter``, counted over ``--mem-every`` extra frames after the timed ones so
+that memory frames weigh in at their rate) and this machine's **ceiling**: the GFLOP/s of one large, dense 3x3
+convolution (64 -> 64 channels at 120x216, channels-last, the best case for oneDNN) at the same thread count.
+``total GFLOP / ceiling`` is a lower bound on the time per frame that no rewrite of the same arithmetic beats:
+when it is above a target, only a different architecture (or a faster machine) can meet it. Every result names the machine's load average: on a busy machine times grow (the CPU time per
 frame, also printed, grows less).
 
 Long videos: ``--rss-at 100,1000,2000`` records, at those frames, the resident memory of the process, the
@@ -106,6 +111,9 @@ def add_arguments(parser) -> None:
     add_threads_argument(parser)
     parser.add_argument("--profile", action="store_true",
                         help="also time each top-level module of the network (ms per timed frame)")
+    parser.add_argument("--flops", action="store_true",
+                        help="also count GFLOP per frame in each top-level module and measure this machine's "
+                             "dense-convolution ceiling (GFLOP/s): their ratio bounds the time per frame from below")
     parser.add_argument("--markdown", action="store_true", help="with --profile: print the table as markdown")
     parser.add_argument("--rss-at", default="", help="comma-separated frame numbers at which to record the "
                         "resident memory, e.g. 100,1000,2000 (flat once the memory FIFO is full)")
@@ -192,6 +200,14 @@ def run(args) -> int:
     }
     if profile is not None:
         result["profile_ms_per_frame"] = profile.table(len(times), ms)
+    if args.flops:
+        extra = [next(video)[0] for _ in range(max(1, args.mem_every))]   # made before counting, like the timed ones
+        gflop = count_gflop_per_frame(model, seg, extra, PROFILED_MODULES)
+        ceiling = conv_ceiling_gflops(device=args.device)
+        result["gflop_per_frame"] = gflop
+        result["conv_ceiling_gflops"] = round(ceiling, 1)
+        result["lower_bound_ms_per_frame"] = round(1000 * gflop["total"] / ceiling, 1)
+        result["achieved_gflops"] = round(gflop["total"] / (ms / 1000), 1)
     if cuda:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["cuda_mb_at_frame"] = cuda_log
@@ -207,16 +223,96 @@ def run(args) -> int:
         if cuda_log:
             print("CUDA allocated (MB) at frame:  " + ", ".join(f"{k}: {v}" for k, v in cuda_log.items()))
         print(f"{threads_note}; load average {result['load_average']}; CPU time {result['cpu_ms_per_frame']} ms/frame")
+        gflop = result.get("gflop_per_frame", {})
         if profile is not None:
             rows = result["profile_ms_per_frame"]
             if args.markdown:
-                print("| part | ms per frame | share |\n|---|---|---|")
+                if gflop:
+                    print("| part | ms per frame | share | GFLOP per frame | GFLOP/s |\n|---|---|---|---|---|")
+                else:
+                    print("| part | ms per frame | share |\n|---|---|---|")
                 for name, value in rows.items():
-                    print(f"| {name} | {value:,.1f} | {100 * value / ms:.0f} % |")
+                    cells = f"| {name} | {value:,.1f} | {100 * value / ms:.0f} % |"
+                    if gflop:
+                        g = gflop.get(name)
+                        cells += (f" {g:.2f} | {g / (value / 1000):.1f} |" if g is not None and value > 0 else " – | – |")
+                    print(cells)
             else:
                 for name, value in rows.items():
-                    print(f"  {name:<38} {value:10.1f} ms  {100 * value / ms:5.1f} %")
+                    line = f"  {name:<38} {value:10.1f} ms  {100 * value / ms:5.1f} %"
+                    g = gflop.get(name)
+                    if g is not None and value > 0:
+                        line += f"  {g:7.2f} GFLOP  {g / (value / 1000):6.1f} GFLOP/s"
+                    print(line)
+        elif gflop:
+            for name, value in gflop.items():
+                print(f"  {name:<38} {value:7.2f} GFLOP per frame")
+        if gflop:
+            print(f"{gflop['total']:.2f} GFLOP per frame at {result['achieved_gflops']} GFLOP/s; this machine's dense-conv "
+                  f"ceiling at {result['threads']} threads: {result['conv_ceiling_gflops']} GFLOP/s, so no rewrite of this "
+                  f"arithmetic runs faster than {result['lower_bound_ms_per_frame']} ms per frame here")
     return 0
+
+
+def count_gflop_per_frame(model, segmenter, frames, names) -> dict[str, float]:
+    """GFLOP per frame (convolutions and matrix products, ``torch.utils.flop_counter``) of ``segmenter.step`` over
+    ``frames`` (predicted frames of the running video), split by the top-level modules ``names``; the rest of the
+    network's arithmetic (memory read, aggregation) is "memory read, aggregation, pre/post"."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, depth=1)
+
+    def global_count() -> int:
+        return sum(counter.flop_counts["Global"].values())
+
+    totals = {name: 0 for name in names}
+    started: dict[str, int] = {}
+    handles = []
+    for name in names:
+        module = getattr(model, name)
+        handles.append(module.register_forward_pre_hook(lambda _m, _i, name=name: started.__setitem__(name, global_count())))
+        handles.append(module.register_forward_hook(
+            lambda _m, _i, _o, name=name: totals.__setitem__(name, totals[name] + global_count() - started[name])))
+    # the module tracker of FlopCounterMode hooks autograd on tensors that require grad, which inference mode forbids
+    requires_grad = {p: p.requires_grad for p in model.parameters()}
+    try:
+        for p in requires_grad:
+            p.requires_grad_(False)
+        with counter:
+            for frame in frames:
+                segmenter.step(frame, None)
+    finally:
+        for p, flag in requires_grad.items():
+            p.requires_grad_(flag)
+        for handle in handles:
+            handle.remove()
+    n = len(frames)
+    everything = global_count()
+    rows = {name: round(total / n / 1e9, 6) for name, total in totals.items()}
+    rows["memory read, aggregation, pre/post"] = round((everything - sum(totals.values())) / n / 1e9, 6)
+    rows["total"] = round(everything / n / 1e9, 6)
+    return rows
+
+
+def conv_ceiling_gflops(device: str = "cpu", repeats: int = 5) -> float:
+    """GFLOP/s of one large dense 3x3 convolution (64 -> 64 channels, 120x216, channels-last on CPU) at the current
+    thread count: the best this machine does on the kind of work the network is made of (median of ``repeats``)."""
+    x = torch.randn(1, 64, 120, 216, device=device)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device).eval()
+    if not device.startswith("cuda"):
+        x, conv = x.contiguous(memory_format=torch.channels_last), conv.to(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    flop = 2 * 64 * 64 * 9 * 120 * 216
+    times = []
+    with torch.inference_mode():
+        conv(x)                                   # warm-up (oneDNN picks its kernel)
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            conv(x)
+            sync()
+            times.append(time.perf_counter() - start)
+    return flop / float(np.median(times)) / 1e9
 
 
 def load_average() -> float | None:
