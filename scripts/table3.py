@@ -12,7 +12,8 @@ a ``nice``d subprocess at one thread, in an order that completes whole seeds fir
 every arm of the seeds it reached. Tasks per seed s:
 
     instance              isvos-lite train --stage instance (once; shared by every arm and seed that uses it)
-    train-<arm>-s         isvos-lite train --stage main [--init-instance instance-s]
+    instance_long         the same stage continued for 6,000 iterations (amendment 6; once, shared)
+    train-<arm>-s         isvos-lite train --stage main [--init-instance instance | instance_long]
     eval-<arm>-s-<split>  isvos-lite eval (official-equivalent J&F, per-sequence CSV)
     qe-health-<arm>-s     isvos-lite qe-health on each model with QE (flattened-map J&F on val and lookalike)
     qe-stats-<arm>-s      the same, map statistics only (qe_key_change for older QE-health files)
@@ -41,20 +42,25 @@ import numpy as np
 SEEDS = (0, 1, 2)
 INSTANCE_ITERS = 2500          # one instance stage, seed 0, shared by every seed (amendment 1)
 INSTANCE_SEED = 0
+INSTANCE_LONG_ITERS = 6000     # amendment 6: the instance stage continued for 6,000 more iterations (8,500 in all)
 MAIN_ITERS = 320
 SPLITS = ("val", "lookalike", "heldout")
-# arm -> (extra train options, uses the instance stage)
-ARMS: dict[str, tuple[list[str], bool]] = {
-    "full": ([], True),
-    "no_qe": (["--no-query-enhancement"], True),
-    "no_mpf": (["--no-multi-path-fusion"], True),
-    "no_qe_mpf": (["--no-query-enhancement", "--no-multi-path-fusion"], True),
-    "full_no_instance_stage": ([], False),
-    "full_identity": (["--qe-injection", "identity"], True),      # amendment 3
-    "full_identity_sharp": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10"], True),  # amendment 4
+# arm -> (extra train options, the instance stage it starts from: "instance", "instance_long" or None)
+ARMS: dict[str, tuple[list[str], str | None]] = {
+    "full": ([], "instance"),
+    "no_qe": (["--no-query-enhancement"], "instance"),
+    "no_mpf": (["--no-multi-path-fusion"], "instance"),
+    "no_qe_mpf": (["--no-query-enhancement", "--no-multi-path-fusion"], "instance"),
+    "full_no_instance_stage": ([], None),
+    "full_identity": (["--qe-injection", "identity"], "instance"),      # amendment 3
+    "full_identity_sharp": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10"],
+                            "instance"),                                                          # amendment 4
     "full_identity_sharp_balanced": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10",
-                                      "--qe-balance"], True),                                            # amendment 5
+                                      "--qe-balance"], "instance"),                                # amendment 5
+    "full_identity_long": (["--qe-injection", "identity"], "instance_long"),                       # amendment 6
+    "no_qe_long": (["--no-query-enhancement"], "instance_long"),                                  # amendment 6
 }
+INSTANCE_STAGES = ("instance", "instance_long")
 ARM_LABELS = {
     "full": "ISVOS (QE + MPF, instance stage)",
     "no_qe": "w/o QE",
@@ -64,6 +70,8 @@ ARM_LABELS = {
     "full_identity": "ISVOS, identity injection (amendment 3)",
     "full_identity_sharp": "ISVOS, identity injection, tau 10 (amendment 4)",
     "full_identity_sharp_balanced": "ISVOS, identity injection, tau 10, balanced (amendment 5)",
+    "full_identity_long": "ISVOS, identity injection, 8,500-it. instance stage (amendment 6)",
+    "no_qe_long": "w/o QE, 8,500-it. instance stage (amendment 6)",
 }
 # (a, b, question): the paired difference a - b, per video
 COMPARISONS = (
@@ -79,9 +87,12 @@ COMPARISONS = (
     ("full_identity_sharp", "full_identity", "tau 10 vs tau 2 (amendment 4)"),
     ("full_identity_sharp_balanced", "no_qe", "does QE help with balanced injected channels? (amendment 5)"),
     ("full_identity_sharp_balanced", "full_identity_sharp", "balanced vs not (amendment 5)"),
+    ("full_identity_long", "no_qe_long", "does QE help after the longer instance stage? (amendment 6)"),
+    ("full_identity_long", "full_identity", "longer vs shorter instance stage, with QE (amendment 6)"),
+    ("no_qe_long", "no_qe", "longer vs shorter instance stage, without QE (amendment 6)"),
 )
 # the arms whose QE health is measured (flattened-map J&F), files qe_health/<arm>-<seed>.json
-QE_HEALTH_ARMS = ("full", "full_identity", "full_identity_sharp", "full_identity_sharp_balanced")
+QE_HEALTH_ARMS = ("full", "full_identity", "full_identity_sharp", "full_identity_sharp_balanced", "full_identity_long")
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -107,19 +118,27 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
             "--instance-iters", str(INSTANCE_ITERS), "--seed", str(INSTANCE_SEED), "--threads", "1", "--quiet",
             "--val-every", "500", "--val-instance-images", "200", "--checkpoint-every", "100"),
         instance_dir / "model.safetensors"))
-    # the arms without the instance stage first: they can run while the instance stage trains
-    ordered_arms = sorted(ARMS, key=lambda arm: ARMS[arm][1])
+    # amendment 6: the same stage continued (its weights, a fresh optimizer and schedule), seed 0, shared
+    tasks.append(Task(
+        "instance_long",
+        cli("train", "--preset", "lite", "--data", str(world), "--out", str(runs / "instance_long"), "--stage",
+            "instance", "--instance-iters", str(INSTANCE_LONG_ITERS), "--seed", str(INSTANCE_SEED), "--threads", "1",
+            "--quiet", "--val-every", "1000", "--val-instance-images", "200", "--checkpoint-every", "100",
+            "--init-instance", str(instance_dir / "model.safetensors")),
+        runs / "instance_long" / "model.safetensors", ["instance"]))
+    # the arms without an instance stage first: they can run while the instance stage trains
+    ordered_arms = sorted(ARMS, key=lambda arm: ARMS[arm][1] is not None)
     for seed in seeds:
         for arm in ordered_arms:
-            options, uses_instance = ARMS[arm]
+            options, instance_stage = ARMS[arm]
             train_dir = runs / f"{arm}-{seed}"
             command = cli("train", "--preset", "lite", "--data", str(world), "--out", str(train_dir), "--stage", "main",
                           "--main-iters", str(MAIN_ITERS), "--seed", str(seed), "--threads", "1", "--quiet",
                           "--val-every", str(MAIN_ITERS), "--checkpoint-every", "80", *options)
             needs = []
-            if uses_instance:
-                command += ["--init-instance", str(instance_dir / "model.safetensors")]
-                needs.append("instance")
+            if instance_stage is not None:
+                command += ["--init-instance", str(runs / instance_stage / "model.safetensors")]
+                needs.append(instance_stage)
             tasks.append(Task(f"train-{arm}-{seed}", command, train_dir / "model.safetensors", needs))
             for split in SPLITS:
                 eval_dir = runs / "eval" / f"{arm}-{seed}" / split
@@ -150,8 +169,8 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
 
 
 def task_arm(name: str) -> str | None:
-    """The arm a task belongs to; None for the instance stage."""
-    if name == "instance":
+    """The arm a task belongs to; None for an instance stage."""
+    if name in INSTANCE_STAGES:
         return None
     for arm in ARMS:
         if name.startswith((f"train-{arm}-", f"eval-{arm}-", f"qe-health-{arm}-", f"qe-stats-{arm}-")):
@@ -181,7 +200,7 @@ def is_done(task: Task) -> bool:
         return False
     if task.name.startswith(("train-", "instance")):
         meta = json.loads(task.done_marker.with_suffix(".json").read_text()).get("meta", {})
-        wanted = "instance" if task.name == "instance" else "main"
+        wanted = "instance" if task.name in INSTANCE_STAGES else "main"
         return meta.get("stage") == wanted
     return True
 
@@ -189,8 +208,11 @@ def is_done(task: Task) -> bool:
 def run(args: argparse.Namespace) -> int:
     world, runs = Path(args.world), Path(args.runs)
     tasks = plan_tasks(world, runs, args.seeds)
-    if args.arms:                                   # only these arms (and the shared instance stage they need)
-        tasks = [t for t in tasks if t.name == "instance" or task_arm(t.name) in args.arms]
+    if args.arms:                                   # only these arms (and the shared instance stages they need)
+        stages = {ARMS[arm][1] for arm in args.arms} - {None}
+        if "instance_long" in stages:
+            stages.add("instance")
+        tasks = [t for t in tasks if t.name in stages or task_arm(t.name) in args.arms]
     by_name = {t.name: t for t in tasks}
     finished = {t.name for t in tasks if is_done(t)}
     failed: set[str] = set()
