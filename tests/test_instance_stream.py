@@ -214,8 +214,8 @@ def test_ap_perfect_missing_and_wrong_classes(export_dir):
     assert evaluate_results(coco, [])["ap"] == 0.0
 
 
-def test_oracle_ranking_scores_each_mask_by_its_best_iou(export_dir):
-    from isvos_lite.eval.instance_ap import _best_iou_scores, evaluate_results, instance_results
+def test_oracle_ranking_puts_each_instances_best_mask_first(export_dir):
+    from isvos_lite.eval.instance_ap import _oracle_scores, evaluate_results, instance_results
 
     out, _ = export_dir
     coco = _quiet_coco(out / "annotations" / "instances_train.json")
@@ -224,14 +224,56 @@ def test_oracle_ranking_scores_each_mask_by_its_best_iou(export_dir):
     truth = _gt_instances(coco, image_id)
     junk_mask = np.zeros_like(truth[0][0])
     junk_mask[:3, :3] = True
-    # the model ranks a junk mask above every true one: AP < 100; ranked by true IoU the junk comes last: AP 100
-    instances = [(junk_mask, 0, 1.0)] + [(m, c, 0.5) for m, c, _ in truth]
-    ious = _best_iou_scores(coco, image_id, instances)
-    assert ious[1:] == pytest.approx([1.0] * len(truth)) and ious[0] < 0.5
+    # the model ranks a junk mask and a duplicate of the first instance above every true mask: AP < 100; a perfect
+    # ranking puts one mask per instance first and the junk and the duplicate after them: AP 100
+    instances = [(junk_mask, 0, 1.0), (truth[0][0].copy(), 0, 0.9)] + [(m, c, 0.5) for m, c, _ in truth]
+    scores = _oracle_scores(coco, image_id, [m for m, _, _ in instances])
+    assert scores[0] < 1                                            # the junk mask: no instance's best mask
+    assert sorted(scores[1:3]) == pytest.approx([1.0, 2.0])         # of two perfect masks of one instance, one is
+    assert scores[3:] == pytest.approx([2.0] * (len(truth) - 1))    # first (1 + IoU) and the other a duplicate
     as_ranked = instance_results(image_id, instances, cat_ids, agnostic=True)
-    oracle = [dict(r, score=iou) for r, iou in zip(as_ranked, ious)]
+    oracle = [dict(r, score=s) for r, s in zip(as_ranked, scores)]
     assert evaluate_results(coco, as_ranked, [image_id])["agnostic_ap"] < 100
     assert evaluate_results(coco, oracle, [image_id])["agnostic_ap"] == pytest.approx(100)
+    # scoring each mask by its best IoU alone (the diagnostic before) is not a perfect ranking: the duplicate ties
+    # the true masks, and one copy of instance 0 is a false positive among them
+    by_best_iou = [dict(r, score=min(s, 1.0)) for r, s in zip(as_ranked, scores)]
+    assert evaluate_results(coco, by_best_iou, [image_id])["agnostic_ap"] < 100
+
+
+class _FixedInstanceModel(torch.nn.Module):
+    """A stand-in IS branch with fixed outputs: one query per ground-truth instance of one image (the exact mask,
+    probability spread evenly over the 4 classes) and one junk query (an empty corner, one class at 0.5)."""
+
+    def __init__(self, gt_masks):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.gt_masks = gt_masks
+
+    def forward_instance(self, images):
+        _, _, ph, pw = images.shape
+        h, w = self.gt_masks.shape[1:]
+        masks = torch.full((1, len(self.gt_masks) + 1, ph, pw), -10.0)
+        masks[0, :-1, :h, :w] = torch.where(torch.from_numpy(self.gt_masks), 10.0, -10.0)
+        masks[0, -1, :2, :2] = 10.0                                              # junk: a 2x2 corner
+        probs = torch.full((len(self.gt_masks) + 1, 5), 0.01)
+        probs[:-1, :4] = 0.24                                                     # sure of "an object", not which
+        probs[-1, 0], probs[-1, 4] = 0.5, 0.46                                   # junk: one class at 0.5
+        return {"pred_logits": probs.log()[None], "pred_masks": masks}
+
+
+def test_class_agnostic_scores_a_query_by_its_object_probability(export_dir, tmp_path):
+    """Class-agnostic AP ranks queries by P(some object) = the sum of the class probabilities: the true masks
+    (0.96 object, at most 0.24 per class) come before the junk query (0.5 for one class, 0.54 object)."""
+    from isvos_lite.eval.instance_ap import score_instance_ap
+
+    out, _ = export_dir
+    coco = _quiet_coco(out / "annotations" / "instances_val.json")
+    image_id = sorted(coco.getImgIds())[0]
+    gt = np.stack([m for m, _, _ in _gt_instances(coco, image_id)])
+    result = score_instance_ap(_FixedInstanceModel(gt), out, split="val", max_images=1, progress=False)
+    assert result["agnostic_ap"] == pytest.approx(100)
+    assert result["ap"] < 100        # per class each mask is listed under all 4 classes at 0.24, 3 of them wrong
 
 
 def test_agnostic_dedupes_queries():

@@ -29,8 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--diagnose", action="store_true",
-                        help="also the class-agnostic AP with each mask ranked by its true IoU (an oracle): "
-                             "tells whether the scores or the masks limit the AP")
+                        help="also the class-agnostic AP of the same masks ranked perfectly (an oracle: each "
+                             "instance's best mask first, by its IoU; duplicates after): tells whether the scores "
+                             "or the masks limit the AP")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     parser.add_argument("--out", metavar="FILE", default=None, help="also write the result as JSON to FILE (atomically)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -49,7 +50,7 @@ def format_result(result: dict) -> str:
     lines.append("  per class:      " + "  ".join(f"{name} {_fmt(ap)}" for name, ap in result["per_class"].items()))
     if "oracle_agnostic_ap" in result:
         lines.append(f"  oracle ranking  AP {_fmt(result['oracle_agnostic_ap'])}  AP50 {_fmt(result['oracle_agnostic_ap50'])}"
-                     "   (class-agnostic, each mask scored by its best IoU: the AP of a perfect ranking)")
+                     "   (class-agnostic, the same masks ranked perfectly: each instance's best mask first)")
     return "\n".join(lines)
 
 

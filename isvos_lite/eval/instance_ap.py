@@ -8,13 +8,16 @@ of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
 - ``per_class``: AP of each category;
 - ``agnostic_ap, agnostic_ap50, agnostic_ap75``: class-agnostic AP: every ground-truth instance and every
   prediction is mapped to one category, so only the masks count ("does it find and separate the
-  instances?"), not the classes. Each query contributes its best-scoring (query, class) pair once there
-  (the per-class top-k can list a query under several classes, which would be duplicates without classes).
+  instances?"), not the classes. Each query is one prediction there, its mask scored like Mask2Former's but
+  with the probability of the merged category, "some object" = the sum of its K class probabilities
+  (1 − p(no object)), instead of one class's (the largest class probability understates a query that is
+  sure it sees an object but not which one).
 
 - ``oracle_agnostic_ap, oracle_agnostic_ap50`` (only with ``diagnose=True``): the class-agnostic AP of the same
-  masks when each is scored by its best IoU with a ground-truth instance instead of the model's score: the AP
-  a perfect ranking would give these masks. Far above ``agnostic_ap``: the scores (objectness, classes) hold the
-  branch back; close to it: the masks themselves do.
+  masks ranked as a perfect scorer would rank them (each ground-truth instance's best mask first, by its IoU;
+  duplicates and strays after them; :func:`_oracle_scores`): the AP a perfect ranking would give these masks.
+  Far above ``agnostic_ap``: the scores (objectness, classes) hold the branch back; close to it: the masks
+  themselves do.
 
 Numbers pycocotools cannot compute (no ground truth in that area range / class) are ``None``.
 """
@@ -74,6 +77,12 @@ def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
         out = model.forward_instance(x)
         masks = F.interpolate(out["pred_masks"].float(), size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
         result = postprocess_instances(out["pred_logits"].float(), masks, top_k=max_detections)[0]
+        # class-agnostic: one prediction per query, P(some object) x the same mask quality
+        query_logits = masks[0]                                                      # (N, H, W)
+        query_masks = query_logits > 0
+        quality = (query_logits.sigmoid() * query_masks).flatten(1).sum(1) / (query_masks.flatten(1).sum(1) + 1e-6)
+        objectness = out["pred_logits"][0].float().softmax(-1)[:, :-1].sum(-1)      # (N,) = 1 - p(no object)
+        result["query_masks"], result["query_scores"] = query_masks, objectness * quality
     finally:
         model.train(was_training)
     return {k: v.cpu() for k, v in result.items()}
@@ -208,18 +217,28 @@ def load_coco_gt(coco_dir: str | os.PathLike, split: str):
     return coco_gt, image_dir
 
 
-def _best_iou_scores(coco_gt, image_id: int, instances) -> list[float]:
-    """Each predicted mask's best IoU with a ground-truth instance of the image (0 when it has none)."""
+def _oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
+    """The scores a perfect ranker would give these masks: each ground-truth instance's best mask (a greedy one-to-one
+    assignment by decreasing IoU, as COCO's matching is) scores 1 + its IoU; every other mask (a duplicate of an
+    instance already covered, or a stray) scores its best IoU, so it ranks after all of them."""
     anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id]))
-    if not anns or not instances:
-        return [0.0] * len(instances)
+    if not anns or not masks:
+        return [0.0] * len(masks)
     gt = np.stack([coco_gt.annToMask(a).astype(bool) for a in anns])                 # (G, H, W)
-    scores = []
-    for mask, _, _ in instances:
+    iou = np.zeros((len(masks), len(gt)))
+    for i, mask in enumerate(masks):
         mask = np.asarray(mask, dtype=bool)
-        inter = (gt & mask).sum(axis=(1, 2))
-        union = (gt | mask).sum(axis=(1, 2))
-        scores.append(float((inter / np.maximum(union, 1)).max()))
+        iou[i] = (gt & mask).sum(axis=(1, 2)) / np.maximum((gt | mask).sum(axis=(1, 2)), 1)
+    scores = iou.max(axis=1).tolist()
+    free_masks, free_gt = set(range(len(masks))), set(range(len(gt)))
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, g = divmod(int(flat), len(gt))
+        if iou[i, g] <= 0 or not free_gt:
+            break
+        if i in free_masks and g in free_gt:
+            scores[i] = 1.0 + float(iou[i, g])
+            free_masks.discard(i)
+            free_gt.discard(g)
     return scores
 
 
@@ -261,12 +280,13 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         pred = _predict(model, image, max_detections)
         instances = list(zip(pred["masks"].numpy(), pred["labels"].tolist(), pred["scores"].tolist()))
         results += instance_results(image_id, instances, category_ids)
-        query_index = pred["query_index"].tolist()
-        agnostic_results += instance_results(image_id, instances, category_ids, query_index=query_index, agnostic=True)
-        if diagnose:   # the same one-mask-per-query results, each scored by its true quality
-            ious = _best_iou_scores(coco_gt, image_id, instances)
-            oracle_results += instance_results(image_id, [(m, c, iou) for (m, c, _), iou in zip(instances, ious)],
-                                               category_ids, query_index=query_index, agnostic=True)
+        order = pred["query_scores"].argsort(descending=True)[:max_detections]
+        per_query = [(pred["query_masks"][q].numpy(), 0, float(pred["query_scores"][q])) for q in order.tolist()]
+        agnostic_results += instance_results(image_id, per_query, category_ids, agnostic=True)
+        if diagnose:   # the same one-mask-per-query results, ranked as a perfect scorer would rank them
+            scores = _oracle_scores(coco_gt, image_id, [m for m, _, _ in per_query])
+            oracle_results += instance_results(image_id, [(m, c, s) for (m, c, _), s in zip(per_query, scores)],
+                                               category_ids, agnostic=True)
     out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
     if diagnose:
         oracle = _run_cocoeval(_agnostic_gt(coco_gt), oracle_results, image_ids)
