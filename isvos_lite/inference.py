@@ -365,9 +365,10 @@ class VideoSegmenter:
         _, Ck, h, w = feats.key.shape
         mem_key = torch.stack([s.key for s in slots], 1).view(1, Ck, -1)          # (1, C_k, T*h*w)
         query_key = feats.key.view(1, Ck, -1)                                      # (1, C_k, h*w)
-        # the whole similarity only where it is needed (the full softmax, the recorded internals for the viz);
-        # top-k inference reads memory a block of query pixels at a time (memory.blockwise_topk_read, same numbers)
-        dense = self.top_k is None or self.record
+        # the whole similarity where it is needed (the full softmax, the recorded internals for the viz) or cheap (a
+        # GPU prefers one large top-k); top-k inference on a CPU reads memory a block of query pixels at a time, so the
+        # block stays in the cache (memory.blockwise_topk_read, same numbers)
+        dense = self.top_k is None or self.record or mem_key.device.type != "cpu"
         similarity = query_major_similarity(mem_key, query_key) if dense else None  # (1, h*w, T*h*w), once per frame
         readouts, first_affinity = [], None
         start_obj = 0
