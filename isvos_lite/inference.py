@@ -378,18 +378,15 @@ class VideoSegmenter:
             values = torch.stack([s.value[start_obj:group_end] for s in slots[first_slot:]], 2)  # (O_g, C_v, Tg, h, w)
             Og, Cv = values.shape[:2]
             values = values.reshape(1, Og, Cv, -1)                                  # (1, O_g, C_v, Tg*h*w)
+            affinity = None
             if not dense:
                 group_readout = blockwise_topk_read(mem_key[:, :, first_slot * h * w:], query_key, values, self.top_k)
-                readouts.append(group_readout.view(Og, Cv, h, w))
-                start_obj = group_end
-                continue
-            sim = similarity[:, :, first_slot * h * w:]                             # (1, h*w, Tg*h*w)
-            if self.top_k is None:                                                  # full softmax (as in training)
-                affinity = softmax_affinity(sim.transpose(1, 2))                    # (1, Tg*h*w, h*w)
+            elif self.top_k is None:                                                # full softmax (as in training)
+                affinity = softmax_affinity(similarity[:, :, first_slot * h * w:].transpose(1, 2))  # (1, Tg*h*w, h*w)
                 group_readout = readout(affinity.to(values.dtype), values)
             else:
+                sim = similarity[:, :, first_slot * h * w:]                         # (1, h*w, Tg*h*w)
                 group_readout, weights, indices = topk_readout(sim, values, self.top_k)
-                affinity = None
                 if self.record and first_affinity is None:                          # dense copy only for the viz
                     affinity = torch.zeros_like(sim[0]).scatter_(1, indices[0], weights[0]).T.unsqueeze(0)
             readouts.append(group_readout.view(Og, Cv, h, w))

@@ -8,7 +8,7 @@ loading included, as ``metrics.jsonl``'s ``sec_per_it`` does) and counts one ste
 ``torch.utils.flop_counter`` (forward + backward of the convolutions and matrix products). ``GFLOP per iteration /
 ceiling`` (the GFLOP/s of one large dense convolution at the same thread count, as ``isvos-lite benchmark --flops``)
 is the time no rewrite of the same arithmetic beats on this machine; the achieved GFLOP/s says how far from it the
-step is. The first ``--warmup`` steps are not timed.
+step is. The first ``--warmup`` steps (at least 1) are not timed; the first one is counted.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="lite", help="training preset (default: lite)")
     parser.add_argument("--stage", default="main", choices=("instance", "static", "main"))
     parser.add_argument("--iterations", type=int, default=12, help="steps to run, warm-up included (default 12)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start (default 2)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps at the start, at least 1 (the first is the one whose arithmetic is counted)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: isvos_lite.threads' choice)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.warmup < 1:
+        raise SystemExit(f"--warmup must be at least 1 (the first step is counted, not timed), got {args.warmup}")
     if args.iterations <= args.warmup:
-        raise SystemExit(f"--iterations ({args.iterations}) must be larger than --warmup ({args.warmup})")
+        raise SystemExit(f"--iterations ({args.iterations}) must be larger than --warmup ({args.warmup}); "
+                         "raise --iterations")
 
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
         last = [time.perf_counter()]
 
         def timed_step(stage, step, batch, optimizer, scaler):
-            if step == args.warmup - 1 or (args.warmup == 0 and step == 0):
+            if step == 0:                          # the first step is never timed: count its arithmetic instead
                 counter = FlopCounterMode(display=False, depth=1)
                 with counter:
                     record = step_fn(stage, step, batch, optimizer, scaler)

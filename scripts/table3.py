@@ -208,12 +208,16 @@ def is_done(task: Task) -> bool:
 def run(args: argparse.Namespace) -> int:
     world, runs = Path(args.world), Path(args.runs)
     tasks = plan_tasks(world, runs, args.seeds)
-    if args.arms:                                   # only these arms (and the shared instance stages they need)
-        stages = {ARMS[arm][1] for arm in args.arms} - {None}
-        if "instance_long" in stages:
-            stages.add("instance")
-        tasks = [t for t in tasks if t.name in stages or task_arm(t.name) in args.arms]
     by_name = {t.name: t for t in tasks}
+    if args.arms:                                   # only these arms' tasks and every task they need
+        wanted = {t.name for t in tasks if task_arm(t.name) in args.arms}
+        pending = list(wanted)
+        while pending:
+            for need in by_name[pending.pop()].needs:
+                if need not in wanted:
+                    wanted.add(need)
+                    pending.append(need)
+        tasks = [t for t in tasks if t.name in wanted]
     finished = {t.name for t in tasks if is_done(t)}
     failed: set[str] = set()
     print(f"{len(tasks)} tasks, {len(finished)} already done", flush=True)

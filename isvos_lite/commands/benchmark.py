@@ -13,8 +13,8 @@ matrix products, ``torch.utils.flop_counter``, counted over ``--mem-every`` extr
 that memory frames weigh in at their rate) and this machine's **ceiling**: the GFLOP/s of one large, dense 3x3
 convolution (64 -> 64 channels at 120x216, channels-last, the best case for oneDNN) at the same thread count.
 ``total GFLOP / ceiling`` is a lower bound on the time per frame that no rewrite of the same arithmetic beats:
-when it is above a target, only a different architecture (or a faster machine) can meet it. Every result names the machine's load average: on a busy machine times grow (the CPU time per
-frame, also printed, grows less).
+when it is above a target, only a different architecture (or a faster machine) can meet it. Every result names the
+machine's load average: on a busy machine times grow (the CPU time per frame, also printed, grows less).
 
 Long videos: ``--rss-at 100,1000,2000`` records, at those frames, the resident memory of the process, the
 size of the memory bank (keys + values, all views) and, on CUDA, the allocated GPU memory. Once the FIFO

@@ -172,6 +172,30 @@ def query_major_similarity(mem_key: torch.Tensor, query_key: torch.Tensor) -> to
     return _l2_logits(mem_key, query_key, query_major=True, caller="query_major_similarity")
 
 
+def _check_top_k(top_k) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+
+
+def _topk_weights(similarity: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries along the last axis: their softmax weights (max-subtracted) and indices, (..., k) each."""
+    values, indices = similarity.float().topk(k, dim=-1)               # sorted: values[..., 0] is the max
+    weights = (values - values[..., :1]).exp()
+    return weights / weights.sum(dim=-1, keepdim=True), indices
+
+
+def _value_table(mem_value: torch.Tensor) -> torch.Tensor:
+    """One batch element's memory values (O, C_v, N_m) as the (N_m, O*C_v) table the readout gathers rows from."""
+    O, C_v, N_m = mem_value.shape
+    return mem_value.reshape(O * C_v, N_m).T.contiguous()
+
+
+def _weighted_gather(indices: torch.Tensor, weights: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """F_mem(j) = sum over the k kept entries i of weight_ji * V(i): a weighted sum of k gathered table rows per query
+    pixel j, which embedding_bag computes without a (rows, k, O*C_v) copy. indices, weights (rows, k) -> (rows, O*C_v)."""
+    return F.embedding_bag(indices, table, per_sample_weights=weights.to(table.dtype), mode="sum")
+
+
 def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
     """Top-k memory reading from a query-major similarity.
 
@@ -192,19 +216,12 @@ def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
     if mem_value.shape[0] != B or N_v != N_m:
         raise ValueError(f"similarity {tuple(similarity.shape)} and mem_value {tuple(mem_value.shape)} must agree "
                          f"in batch size and memory size N_m")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-    k = min(top_k, N_m)
-    values, indices = similarity.float().topk(k, dim=2)                 # (B, HW, k), sorted: values[..., 0] is the max
-    weights = (values - values[..., :1]).exp()
-    weights = weights / weights.sum(dim=2, keepdim=True)                # (B, HW, k)
+    _check_top_k(top_k)
+    weights, indices = _topk_weights(similarity, min(top_k, N_m))      # (B, HW, k) each
     out = []
     for b in range(B):
-        # F_mem(j) = sum over the k kept entries i of weight_ji * V(i): a weighted sum of k gathered rows of the
-        # (N_m, O*C_v) value table per query pixel j, which embedding_bag computes without a (HW, k, O*C_v) copy
-        table = mem_value[b].reshape(O * C_v, N_m).T.contiguous()                          # (N_m, O*C_v)
-        picked = F.embedding_bag(indices[b], table, per_sample_weights=weights[b].to(table.dtype), mode="sum")
-        out.append(picked.T)                                                               # (O*C_v, HW)
+        table = _value_table(mem_value[b])                                                 # (N_m, O*C_v)
+        out.append(_weighted_gather(indices[b], weights[b], table).T)                      # (O*C_v, HW)
     return torch.stack(out).view(B, O, C_v, HW), weights, indices
 
 
@@ -232,20 +249,16 @@ def blockwise_topk_read(mem_key: torch.Tensor, query_key: torch.Tensor, mem_valu
                          f"{tuple(mem_value.shape)}")
     if rows_per_block < 1:
         raise ValueError(f"rows_per_block must be >= 1, got {rows_per_block}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    _check_top_k(top_k)
     B, _, HW = query_key.shape
     _, O, C_v, N_m = mem_value.shape
     k = min(top_k, N_m)
     out = mem_value.new_empty(B, HW, O * C_v)
     for b in range(B):
-        table = mem_value[b].reshape(O * C_v, N_m).T.contiguous()                          # (N_m, O*C_v), once
+        table = _value_table(mem_value[b])                                                 # (N_m, O*C_v), once
         for start in range(0, HW, rows_per_block):
             block = query_key[b:b + 1, :, start:start + rows_per_block]                     # (1, C_k, rows)
             similarity = query_major_similarity(mem_key[b:b + 1], block)[0]                 # (rows, N_m)
-            values, indices = similarity.topk(k, dim=1)                                    # as in topk_readout
-            weights = (values - values[:, :1]).exp()
-            weights = weights / weights.sum(dim=1, keepdim=True)
-            out[b, start:start + block.shape[2]] = F.embedding_bag(
-                indices, table, per_sample_weights=weights.to(table.dtype), mode="sum")    # (rows, O*C_v)
+            weights, indices = _topk_weights(similarity, k)                                # (rows, k) each
+            out[b, start:start + block.shape[2]] = _weighted_gather(indices, weights, table)   # (rows, O*C_v)
     return out.transpose(1, 2).reshape(B, O, C_v, HW)
