@@ -13,6 +13,7 @@ every arm of the seeds it reached. Tasks per seed s:
 
     instance              isvos-lite train --stage instance (once; shared by every arm and seed that uses it)
     instance_long         the same stage continued for 6,000 iterations (amendment 6; once, shared)
+    instance_xl, _xxl     continued for 6,000 and 2,500 more (amendment 7; 17,000 in all; once, shared)
     train-<arm>-s         isvos-lite train --stage main [--init-instance instance | instance_long]
     eval-<arm>-s-<split>  isvos-lite eval (official-equivalent J&F, per-sequence CSV)
     qe-health-<arm>-s     isvos-lite qe-health on each model with QE (flattened-map J&F on val and lookalike)
@@ -44,6 +45,12 @@ INSTANCE_ITERS = 2500          # one instance stage, seed 0, shared by every see
 INSTANCE_SEED = 0
 INSTANCE_LONG_ITERS = 6000     # amendment 6: the instance stage continued for 6,000 more iterations (8,500 in all)
 MAIN_ITERS = 320
+# amendment 7: instance_long continued for 6,000 (instance_xl) and 2,500 (instance_xxl) more iterations
+INSTANCE_XL_ITERS = 6000
+INSTANCE_XXL_ITERS = 2500
+# amendment 7: arms with a main stage 3x as long (the schedule stretched: decay at the same fraction)
+LONG_MAIN_ITERS = 960
+ARM_MAIN_ITERS = {"full_balanced_xl": LONG_MAIN_ITERS, "no_qe_xl": LONG_MAIN_ITERS}
 SPLITS = ("val", "lookalike", "heldout")
 # arm -> (extra train options, the instance stage it starts from: "instance", "instance_long" or None)
 ARMS: dict[str, tuple[list[str], str | None]] = {
@@ -59,8 +66,11 @@ ARMS: dict[str, tuple[list[str], str | None]] = {
                                       "--qe-balance"], "instance"),                                # amendment 5
     "full_identity_long": (["--qe-injection", "identity"], "instance_long"),                       # amendment 6
     "no_qe_long": (["--no-query-enhancement"], "instance_long"),                                  # amendment 6
+    "full_balanced_xl": (["--qe-injection", "identity", "--qe-tau-max", "12", "--qe-tau-init", "10", "--qe-balance"],
+                         "instance_xxl"),                                                         # amendment 7
+    "no_qe_xl": (["--no-query-enhancement"], "instance_xxl"),                                    # amendment 7
 }
-INSTANCE_STAGES = ("instance", "instance_long")
+INSTANCE_STAGES = ("instance", "instance_long", "instance_xl", "instance_xxl")
 ARM_LABELS = {
     "full": "ISVOS (QE + MPF, instance stage)",
     "no_qe": "w/o QE",
@@ -72,6 +82,8 @@ ARM_LABELS = {
     "full_identity_sharp_balanced": "ISVOS, identity injection, tau 10, balanced (amendment 5)",
     "full_identity_long": "ISVOS, identity injection, 8,500-it. instance stage (amendment 6)",
     "no_qe_long": "w/o QE, 8,500-it. instance stage (amendment 6)",
+    "full_balanced_xl": "ISVOS, identity, tau 10, balanced, 17,000-it. instance stage, 960-it. main (amendment 7)",
+    "no_qe_xl": "w/o QE, 17,000-it. instance stage, 960-it. main (amendment 7)",
 }
 # (a, b, question): the paired difference a - b, per video
 COMPARISONS = (
@@ -90,9 +102,12 @@ COMPARISONS = (
     ("full_identity_long", "no_qe_long", "does QE help after the longer instance stage? (amendment 6)"),
     ("full_identity_long", "full_identity", "longer vs shorter instance stage, with QE (amendment 6)"),
     ("no_qe_long", "no_qe", "longer vs shorter instance stage, without QE (amendment 6)"),
+    ("full_balanced_xl", "no_qe_xl", "does QE help after far longer instance and main stages? (amendment 7)"),
+    ("no_qe_xl", "no_qe_long", "17,000-it. instance + 960-it. main vs 8,500 + 320, without QE (amendment 7)"),
 )
 # the arms whose QE health is measured (flattened-map J&F), files qe_health/<arm>-<seed>.json
-QE_HEALTH_ARMS = ("full", "full_identity", "full_identity_sharp", "full_identity_sharp_balanced", "full_identity_long")
+QE_HEALTH_ARMS = ("full", "full_identity", "full_identity_sharp", "full_identity_sharp_balanced", "full_identity_long",
+                  "full_balanced_xl")
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -126,15 +141,26 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
             "--quiet", "--val-every", "1000", "--val-instance-images", "200", "--checkpoint-every", "100",
             "--init-instance", str(instance_dir / "model.safetensors")),
         runs / "instance_long" / "model.safetensors", ["instance"]))
+    # amendment 7: continued twice more (each: its weights, a fresh optimizer and schedule), seed 0, shared
+    for name, previous, iters, val_every in (("instance_xl", "instance_long", INSTANCE_XL_ITERS, 2000),
+                                             ("instance_xxl", "instance_xl", INSTANCE_XXL_ITERS, INSTANCE_XXL_ITERS)):
+        tasks.append(Task(
+            name,
+            cli("train", "--preset", "lite", "--data", str(world), "--out", str(runs / name), "--stage", "instance",
+                "--instance-iters", str(iters), "--seed", str(INSTANCE_SEED), "--threads", "1", "--quiet",
+                "--val-every", str(val_every), "--val-instance-images", "200", "--checkpoint-every", "100",
+                "--init-instance", str(runs / previous / "model.safetensors")),
+            runs / name / "model.safetensors", [previous]))
     # the arms without an instance stage first: they can run while the instance stage trains
     ordered_arms = sorted(ARMS, key=lambda arm: ARMS[arm][1] is not None)
     for seed in seeds:
         for arm in ordered_arms:
             options, instance_stage = ARMS[arm]
             train_dir = runs / f"{arm}-{seed}"
+            main_iters = ARM_MAIN_ITERS.get(arm, MAIN_ITERS)
             command = cli("train", "--preset", "lite", "--data", str(world), "--out", str(train_dir), "--stage", "main",
-                          "--main-iters", str(MAIN_ITERS), "--seed", str(seed), "--threads", "1", "--quiet",
-                          "--val-every", str(MAIN_ITERS), "--checkpoint-every", "80", *options)
+                          "--main-iters", str(main_iters), "--seed", str(seed), "--threads", "1", "--quiet",
+                          "--val-every", str(main_iters), "--checkpoint-every", "80", *options)
             needs = []
             if instance_stage is not None:
                 command += ["--init-instance", str(runs / instance_stage / "model.safetensors")]
