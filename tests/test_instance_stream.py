@@ -320,3 +320,56 @@ def test_score_instance_ap_end_to_end_tiny_model(export_dir, tmp_path):
     assert "oracle_agnostic_ap" in report["splits"]["val"]
     assert main(["instance-ap", "--checkpoint", str(ckpt), "--coco", str(tmp_path / "nowhere")]) == 1
     assert main(["instance-ap", "--checkpoint", str(ckpt), "--coco", str(out), "--preset", "lite"]) == 1
+
+
+def _square(size, y0, x0, side):
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[y0:y0 + side, x0:x0 + side] = True
+    return mask
+
+
+def test_suppress_duplicates_methods():
+    from isvos_lite.eval.instance_ap import mask_iou_matrix, suppress_duplicates
+
+    a = _square(20, 0, 0, 10)
+    a_dup = a.clone()
+    a_dup[10, 0] = True                                        # IoU 100/101 with a
+    b = _square(20, 10, 10, 10)
+    masks = torch.stack([a_dup, b, a, torch.zeros(20, 20, dtype=torch.bool)])
+    scores = torch.tensor([0.8, 0.7, 0.9, 0.1])
+    iou = mask_iou_matrix(masks)
+    assert iou[0, 2] == pytest.approx(100 / 101) and iou[1, 2] == 0 and iou[3, 3] == 0   # empty vs empty: 0
+
+    keep, new = suppress_duplicates(masks, scores, "none")
+    assert keep.tolist() == [2, 0, 1, 3] and new.tolist() == pytest.approx([0.9, 0.8, 0.7, 0.1])
+    keep, new = suppress_duplicates(masks, scores, "nms", 0.7)
+    assert keep.tolist() == [2, 1, 3]                          # the duplicate of a is dropped
+    keep, new = suppress_duplicates(masks, scores, "demote", 0.7)
+    assert keep.tolist() == [2, 1, 3, 0] and new[-1] == pytest.approx(0.008)   # kept, after every non-duplicate
+    keep, new = suppress_duplicates(masks, scores, "demote", 0.995)             # above the threshold: unchanged
+    assert keep.tolist() == [2, 0, 1, 3]
+    keep, new = suppress_duplicates(masks, scores, "matrix")
+    # Matrix NMS, linear kernel: a_dup decays by (1 - 100/101) / (1 - 0); b and the empty mask overlap nothing
+    assert keep.tolist() == [2, 1, 3, 0] and new[-1] == pytest.approx(0.8 / 101)
+    with pytest.raises(ValueError, match="unknown duplicate suppression"):
+        suppress_duplicates(masks, scores, "soft")
+
+
+def test_demoting_a_duplicate_raises_class_agnostic_ap(export_dir):
+    """A duplicate ranked above a true mask is a false positive at that recall; demoted, it is not."""
+    from isvos_lite.eval.instance_ap import evaluate_results, instance_results, suppress_duplicates
+
+    out, _ = export_dir
+    coco = _quiet_coco(out / "annotations" / "instances_train.json")
+    image_id = sorted(coco.getImgIds())[0]
+    truth = _gt_instances(coco, image_id)
+    assert len(truth) >= 2
+    masks = [truth[0][0], truth[0][0].copy()] + [m for m, _, _ in truth[1:]]
+    scores = torch.tensor([0.9, 0.8] + [0.5] * (len(truth) - 1))
+    stacked = torch.from_numpy(np.stack(masks))
+    plain = instance_results(image_id, [(m, 0, float(s)) for m, s in zip(masks, scores)], [1], agnostic=True)
+    keep, new = suppress_duplicates(stacked, scores, "demote", 0.7)
+    demoted = instance_results(image_id, [(masks[q], 0, float(s)) for q, s in zip(keep.tolist(), new.tolist())],
+                               [1], agnostic=True)
+    assert evaluate_results(coco, plain, [image_id])["agnostic_ap"] < 100
+    assert evaluate_results(coco, demoted, [image_id])["agnostic_ap"] == pytest.approx(100)

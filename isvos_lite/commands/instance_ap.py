@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
                         help="also the class-agnostic AP of the same masks ranked perfectly (an oracle: each "
                              "instance's best mask first, by its IoU; duplicates after): tells whether the scores "
                              "or the masks limit the AP")
+    parser.add_argument("--duplicates", default="demote", choices=("none", "nms", "demote", "matrix"),
+                        help="class-agnostic ranking: what happens to a mask overlapping a higher-scored one by more "
+                             "than --duplicate-iou: demote (score x 0.01; default, chosen on training images), nms "
+                             "(dropped), matrix (Matrix NMS decay) or none (Mask2Former's plain ranking)")
+    parser.add_argument("--duplicate-iou", type=float, default=0.7, metavar="T",
+                        help="IoU above which a mask counts as a duplicate (default 0.7; not used by matrix/none)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     parser.add_argument("--out", metavar="FILE", default=None, help="also write the result as JSON to FILE (atomically)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,6 +80,8 @@ def run(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if not 0.0 <= args.duplicate_iou < 1.0:
+        raise ValueError(f"--duplicate-iou must be in [0, 1), got {args.duplicate_iou}")
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     splits = ("train", "val") if args.split == "both" else (args.split,)
@@ -88,7 +96,8 @@ def run(args) -> int:
     report: dict = {"checkpoint": str(Path(args.checkpoint)), "preset": cfg.name, "coco": str(Path(args.coco)), "splits": {}}
     for split in splits:
         report["splits"][split] = score_instance_ap(model, args.coco, split=split, max_images=args.max_images, diagnose=args.diagnose,
-                                                    progress=not (args.quiet or args.json), max_detections=args.max_detections)
+                                                    progress=not (args.quiet or args.json), max_detections=args.max_detections,
+                                                    duplicates=args.duplicates, duplicate_iou=args.duplicate_iou)
     if len(splits) == 2:
         report["train_minus_val"] = _gap(report["splits"]["train"], report["splits"]["val"])
     report["seconds"] = round(time.perf_counter() - start, 2)

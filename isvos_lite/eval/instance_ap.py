@@ -11,7 +11,11 @@ of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
   instances?"), not the classes. Each query is one prediction there, its mask scored like Mask2Former's but
   with the probability of the merged category, "some object" = the sum of its K class probabilities
   (1 − p(no object)), instead of one class's (the largest class probability understates a query that is
-  sure it sees an object but not which one).
+  sure it sees an object but not which one). Duplicates — a query's mask overlapping a higher-scored query's mask
+  by IoU > 0.7 — are demoted (score × 0.01, ranked after every non-duplicate; :func:`suppress_duplicates`):
+  several of the 16 queries often cover one instance, and Mask2Former itself ranks them unsuppressed. Chosen on
+  400 training images among hard NMS, demotion and Matrix NMS
+  (``docs/experiments/instance_ranking_protocol.md``).
 
 - ``oracle_agnostic_ap, oracle_agnostic_ap50`` (only with ``diagnose=True``): the class-agnostic AP of the same
   masks ranked as a perfect scorer would rank them (each ground-truth instance's best mask first, by its IoU;
@@ -34,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["predict_instances", "instance_results", "evaluate_results", "score_instance_ap", "require_pycocotools"]
+__all__ = ["predict_instances", "instance_results", "evaluate_results", "score_instance_ap", "require_pycocotools",
+           "suppress_duplicates", "mask_iou_matrix"]
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
@@ -100,6 +105,64 @@ def predict_instances(model, image: np.ndarray, max_detections: int = 100) -> li
     """
     result = _predict(model, image, max_detections)
     return [(m.numpy(), int(c), float(s)) for m, c, s in zip(result["masks"], result["labels"], result["scores"])]
+
+
+def mask_iou_matrix(masks: torch.Tensor) -> torch.Tensor:
+    """(n, H, W) bool -> (n, n) IoU of every pair of binary masks (0 where both are empty)."""
+    flat = masks.flatten(1).float()                                              # (n, HW)
+    inter = flat @ flat.T                                                        # (n, n)
+    area = flat.sum(1)
+    union = area[:, None] + area[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+SUPPRESSION_METHODS = ("none", "nms", "demote", "matrix")
+
+
+def suppress_duplicates(masks: torch.Tensor, scores: torch.Tensor, method: str = "none",
+                        iou_threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rescore one image's per-query predictions so that duplicates (masks covering an instance that a
+    higher-scored mask already covers) rank later. ``masks`` (n, H, W) bool, ``scores`` (n,).
+
+    - ``none``: scores unchanged;
+    - ``nms``: greedy mask NMS in decreasing score: a mask whose IoU with a kept higher-scored mask exceeds
+      ``iou_threshold`` is dropped;
+    - ``demote``: the same test, the duplicate kept with its score x 0.01 (after every non-duplicate);
+    - ``matrix``: Matrix NMS (SOLOv2, linear kernel): s_i x min over higher-scored j of (1 - IoU_ij) / (1 - max
+      over k scored above j of IoU_kj).
+
+    Returns ``(keep_index, new_scores)``: the indices into ``masks`` kept, by decreasing new score.
+    """
+    if method not in SUPPRESSION_METHODS:
+        raise ValueError(f"unknown duplicate suppression {method!r}; choose one of {SUPPRESSION_METHODS}")
+    if masks.shape[0] != scores.shape[0]:
+        raise ValueError(f"masks ({masks.shape[0]}) and scores ({scores.shape[0]}) must have the same length")
+    order = scores.argsort(descending=True)
+    if method == "none" or len(order) == 0:
+        return order, scores[order]
+    iou = mask_iou_matrix(masks[order])                                          # in score order
+    ranked = scores[order].clone()
+    if method == "matrix":
+        upper = iou.triu(diagonal=1)                                             # [j, i]: j scored above i
+        compensate = upper.max(dim=0).values                                     # (n,) max IoU of j with any above it
+        decay = ((1 - upper) / (1 - compensate[:, None]).clamp(min=1e-6)).min(dim=0).values
+        ranked = ranked * decay.clamp(max=1.0)
+        keep = torch.arange(len(order))
+    else:
+        duplicate = torch.zeros(len(order), dtype=torch.bool)
+        for i in range(len(order)):
+            if duplicate[i]:
+                continue
+            later = torch.arange(len(order)) > i
+            duplicate |= later & (iou[i] > iou_threshold)
+        if method == "nms":
+            keep = (~duplicate).nonzero().flatten()
+        else:
+            ranked = torch.where(duplicate, ranked * 0.01, ranked)
+            keep = torch.arange(len(order))
+    new_scores = ranked[keep]
+    resort = new_scores.argsort(descending=True, stable=True)
+    return order[keep][resort], new_scores[resort]
 
 
 def instance_results(image_id: int, instances, category_ids: list[int], query_index=None,
@@ -243,13 +306,20 @@ def _oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
 
 
 def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", max_images: int | None = None,
-                      progress: bool = True, max_detections: int = 100, diagnose: bool = False) -> dict:
+                      progress: bool = True, max_detections: int = 100, diagnose: bool = False,
+                      duplicates: str = "demote", duplicate_iou: float = 0.7) -> dict:
     """Run the IS branch over ``coco_dir/<split>`` and score it with pycocotools (percent; see the module docstring).
 
     The model's class index k is the k-th category of the annotation file by increasing id (as in
     :class:`~isvos_lite.data.instance_dataset.COCOInstanceDataset`); the class counts must agree.
     ``diagnose``: also the oracle-ranking class-agnostic AP (see the module docstring).
+    ``duplicates``, ``duplicate_iou``: how the class-agnostic ranking treats duplicates (:func:`suppress_duplicates`;
+    default: demoted above IoU 0.7, chosen on training images, ``docs/experiments/instance_ranking_protocol.md``).
     """
+    if duplicates not in SUPPRESSION_METHODS:
+        raise ValueError(f"unknown duplicate suppression {duplicates!r}; choose one of {SUPPRESSION_METHODS}")
+    if not 0.0 <= duplicate_iou < 1.0:
+        raise ValueError(f"duplicate_iou must be in [0, 1), got {duplicate_iou}")
     from isvos_lite.data.palette import read_frame
 
     coco_gt, image_dir = load_coco_gt(coco_dir, split)
@@ -280,12 +350,14 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         pred = _predict(model, image, max_detections)
         instances = list(zip(pred["masks"].numpy(), pred["labels"].tolist(), pred["scores"].tolist()))
         results += instance_results(image_id, instances, category_ids)
-        order = pred["query_scores"].argsort(descending=True)[:max_detections]
-        per_query = [(pred["query_masks"][q].numpy(), 0, float(pred["query_scores"][q])) for q in order.tolist()]
+        order, ranked = suppress_duplicates(pred["query_masks"], pred["query_scores"], duplicates, duplicate_iou)
+        per_query = [(pred["query_masks"][q].numpy(), 0, float(s))
+                     for q, s in zip(order[:max_detections].tolist(), ranked[:max_detections].tolist())]
         agnostic_results += instance_results(image_id, per_query, category_ids, agnostic=True)
-        if diagnose:   # the same one-mask-per-query results, ranked as a perfect scorer would rank them
-            scores = _oracle_scores(coco_gt, image_id, [m for m, _, _ in per_query])
-            oracle_results += instance_results(image_id, [(m, c, s) for (m, c, _), s in zip(per_query, scores)],
+        if diagnose:   # every query's mask, ranked as a perfect scorer would rank them
+            masks = [m.numpy() for m in pred["query_masks"]]
+            scores = _oracle_scores(coco_gt, image_id, masks)
+            oracle_results += instance_results(image_id, [(m, 0, s) for m, s in zip(masks, scores)],
                                                category_ids, agnostic=True)
     out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
     if diagnose:
