@@ -15,8 +15,13 @@ import time
 
 import torch
 
+# the protocol's duplicate-suppression candidates (the score: P(some object) x mean probability inside the mask)
 CANDIDATES = (("none", "none", 0.0), ("nms-0.5", "nms", 0.5), ("nms-0.7", "nms", 0.7),
               ("demote-0.5", "demote", 0.5), ("demote-0.7", "demote", 0.7), ("matrix", "matrix", 0.0))
+# amendment 1: the score's mask-quality factor, each with duplicates demoted at IoU 0.7
+SCORES = {"quality": lambda p: p["query_objectness"] * p["query_quality"],
+          "stability": lambda p: p["query_objectness"] * p["query_stability"],
+          "quality×stability": lambda p: p["query_objectness"] * p["query_quality"] * p["query_stability"]}
 
 
 def main() -> int:
@@ -35,28 +40,33 @@ def main() -> int:
     parser.add_argument("--max-images", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--scores", action="store_true",
+                        help="score amendment 1's candidates (mask-quality factors, duplicates demoted at 0.7) "
+                             "instead of the duplicate-suppression candidates")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     coco_gt, image_dir = load_coco_gt(args.coco, args.split)
     image_ids = sorted(coco_gt.getImgIds())[:args.max_images]
     model = load_checkpoint(args.checkpoint, map_location="cpu")
-    results = {name: [] for name, _, _ in CANDIDATES}
+    candidates = ([(name, "demote", 0.7) for name in SCORES] if args.scores else list(CANDIDATES))
+    results = {name: [] for name, _, _ in candidates}
     start = time.perf_counter()
     for image_id in tqdm(image_ids, desc=f"ranking candidates ({args.split})", unit="img"):
         record = coco_gt.loadImgs([image_id])[0]
         pred = _predict(model, read_frame(image_dir / record["file_name"]))
-        masks, scores = pred["query_masks"], pred["query_scores"]
-        for name, method, threshold in CANDIDATES:
+        masks = pred["query_masks"]
+        for name, method, threshold in candidates:
+            scores = SCORES[name if args.scores else "quality"](pred)
             keep, new_scores = suppress_duplicates(masks, scores, method, threshold)
             results[name] += instance_results(image_id, [(masks[q].numpy(), 0, float(s))
                                                          for q, s in zip(keep.tolist(), new_scores.tolist())],
                                               [1], agnostic=True)
     gt = _agnostic_gt(coco_gt)
     report = {"checkpoint": args.checkpoint, "split": args.split, "images": len(image_ids), "candidates": {}}
-    for name, _, _ in CANDIDATES:
+    for name, _, _ in candidates:
         ev = _run_cocoeval(gt, results[name], image_ids)
         report["candidates"][name] = {k: _percent(ev.stats[i]) for k, i in (("ap", 0), ("ap50", 1), ("ap75", 2))}
-        print(f"{name:11s} class-agnostic AP {report['candidates'][name]['ap']:5.1f}  "
+        print(f"{name:17s} class-agnostic AP {report['candidates'][name]['ap']:5.1f}  "
               f"AP50 {report['candidates'][name]['ap50']:5.1f}  AP75 {report['candidates'][name]['ap75']:5.1f}")
     report["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:

@@ -373,3 +373,17 @@ def test_demoting_a_duplicate_raises_class_agnostic_ap(export_dir):
                                [1], agnostic=True)
     assert evaluate_results(coco, plain, [image_id])["agnostic_ap"] < 100
     assert evaluate_results(coco, demoted, [image_id])["agnostic_ap"] == pytest.approx(100)
+
+
+def test_stability_score_is_the_iou_of_the_mask_at_two_thresholds():
+    from isvos_lite.eval.instance_ap import stability_score
+
+    sharp = torch.full((10, 10), -10.0)
+    sharp[:5] = 10.0                                            # a confident mask: the same at -1 and +1
+    soft = torch.full((10, 10), -10.0)
+    soft[:4] = 3.0                                              # 40 pixels above +1
+    soft[4:8] = 0.5                                             # 40 more between -1 and +1: loose mask 80
+    empty = torch.full((10, 10), -10.0)
+    scores = stability_score(torch.stack([sharp, soft, empty]))
+    assert scores.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert stability_score(torch.stack([soft]), offset=0.25).item() == pytest.approx(1.0)

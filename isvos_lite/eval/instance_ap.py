@@ -11,11 +11,13 @@ of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
   instances?"), not the classes. Each query is one prediction there, its mask scored like Mask2Former's but
   with the probability of the merged category, "some object" = the sum of its K class probabilities
   (1 − p(no object)), instead of one class's (the largest class probability understates a query that is
-  sure it sees an object but not which one). Duplicates — a query's mask overlapping a higher-scored query's mask
+  sure it sees an object but not which one), and times the mask's stability score (SAM's: the IoU of the mask
+  thresholded at logit +1 and at −1; :func:`stability_score`), which orders good masks by their accuracy better
+  than the mean probability inside the mask alone. Duplicates — a query's mask overlapping a higher-scored query's mask
   by IoU > 0.7 — are demoted (score × 0.01, ranked after every non-duplicate; :func:`suppress_duplicates`):
   several of the 16 queries often cover one instance, and Mask2Former itself ranks them unsuppressed. Chosen on
-  400 training images among hard NMS, demotion and Matrix NMS
-  (``docs/experiments/instance_ranking_protocol.md``).
+  400 training images among hard NMS, demotion and Matrix NMS, the stability factor among three scores
+  (``docs/experiments/instance_ranking_protocol.md`` and its amendment 1).
 
 - ``oracle_agnostic_ap, oracle_agnostic_ap50`` (only with ``diagnose=True``): the class-agnostic AP of the same
   masks ranked as a perfect scorer would rank them (each ground-truth instance's best mask first, by its IoU;
@@ -61,6 +63,14 @@ def require_pycocotools():
 # inference
 # --------------------------------------------------------------------------------------
 
+def stability_score(mask_logits: torch.Tensor, offset: float = 1.0) -> torch.Tensor:
+    """SAM's stability score of each mask: IoU of the mask thresholded at logit +offset and at logit -offset.
+    (n, H, W) logits -> (n,) in [0, 1]; 0 for a mask that is empty at -offset."""
+    strict = (mask_logits > offset).flatten(1).sum(1).float()                    # contained in the loose mask,
+    loose = (mask_logits > -offset).flatten(1).sum(1).float()                    # so IoU = |strict| / |loose|
+    return torch.where(loose > 0, strict / loose.clamp(min=1), torch.zeros_like(loose))
+
+
 @torch.no_grad()
 def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
     """Mask2Former instance inference on one (H, W, 3) uint8 RGB image -> postprocess_instances' dict (on CPU)."""
@@ -82,12 +92,14 @@ def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
         out = model.forward_instance(x)
         masks = F.interpolate(out["pred_masks"].float(), size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
         result = postprocess_instances(out["pred_logits"].float(), masks, top_k=max_detections)[0]
-        # class-agnostic: one prediction per query, P(some object) x the same mask quality
+        # class-agnostic: one prediction per query, P(some object) x the same mask quality x stability score
         query_logits = masks[0]                                                      # (N, H, W)
         query_masks = query_logits > 0
         quality = (query_logits.sigmoid() * query_masks).flatten(1).sum(1) / (query_masks.flatten(1).sum(1) + 1e-6)
         objectness = out["pred_logits"][0].float().softmax(-1)[:, :-1].sum(-1)      # (N,) = 1 - p(no object)
-        result["query_masks"], result["query_scores"] = query_masks, objectness * quality
+        stability = stability_score(query_logits)
+        result["query_masks"], result["query_scores"] = query_masks, objectness * quality * stability
+        result["query_objectness"], result["query_quality"], result["query_stability"] = objectness, quality, stability
     finally:
         model.train(was_training)
     return {k: v.cpu() for k, v in result.items()}
