@@ -114,7 +114,7 @@ def load_instance_branch(path: str | os.PathLike, model, map_location: str | tor
     The teaching-world analogue of starting from a COCO-trained Mask2Former (Table 4): the result of an
     ``instance`` training stage initialises any VOS variant (with or without QE / MPF), since those switches
     do not touch these modules. Returns {"loaded": n tensors}; a clear error if a tensor is missing or has
-    another shape (another preset).
+    another shape (another preset). A mask-IoU head that the checkpoint lacks keeps its initial weights.
     """
     path = Path(path)
     cfg, _ = read_checkpoint_config(path)
@@ -123,11 +123,13 @@ def load_instance_branch(path: str | os.PathLike, model, map_location: str | tor
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"cannot read weights from {path} ({err}); the file is truncated or not a safetensors file") from None
     own = {k: v for k, v in model.state_dict().items() if k.startswith(INSTANCE_BRANCH_PREFIXES)}
-    missing = sorted(k for k in own if k not in state)
+    # a mask-IoU head (optional, ModelConfig.mask_iou_head) may be new: it starts from its initial weights
+    missing = sorted(k for k in own if k not in state and ".iou_embed." not in k)
     bad_shape = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
     if missing or bad_shape:
         raise ValueError(f"--init-instance {path} (preset {cfg.name!r}) does not fit this model's IS branch: "
                          f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(bad_shape)} of another shape "
                          f"(e.g. {bad_shape[:3]}); use a checkpoint of the same preset")
-    model.load_state_dict({k: state[k] for k in own}, strict=False)
-    return {"loaded": len(own)}
+    present = {k: state[k] for k in own if k in state}
+    model.load_state_dict(present, strict=False)
+    return {"loaded": len(present)}

@@ -57,6 +57,9 @@ class ModelConfig:
     qe_tau_max: float = 4.0           # bound of the cosine injection's logits
     qe_tau_init: float | None = None  # its starting temperature (None: tau_max / 2); a scalar moves ~lr per step
     qe_balance: bool = False          # rescale the injected channels to Q_g's spatial deviation (an experiment)
+    # a mask-IoU head on the IS branch's final queries (not in the paper; SAM's / Mask Scoring R-CNN's idea): it
+    # predicts each query mask's IoU with the instance it covers, to rank instance masks (isvos-lite instance-ap)
+    mask_iou_head: bool = False
 
     # --- ablation switches (Table 3) -----------------------------------------------------
     query_enhancement: bool = True    # False: the query key is a projection of Q_g alone

@@ -22,6 +22,10 @@ CANDIDATES = (("none", "none", 0.0), ("nms-0.5", "nms", 0.5), ("nms-0.7", "nms",
 SCORES = {"quality": lambda p: p["query_objectness"] * p["query_quality"],
           "stability": lambda p: p["query_objectness"] * p["query_stability"],
           "quality×stability": lambda p: p["query_objectness"] * p["query_quality"] * p["query_stability"]}
+# amendment 2: with a mask-IoU head (a checkpoint fitted by scripts/fit_iou_head.py)
+IOU_SCORES = {"quality×stability": SCORES["quality×stability"],
+              "objectness×iou": lambda p: p["query_objectness"] * p["query_iou"],
+              "objectness×iou×stability": lambda p: p["query_objectness"] * p["query_iou"] * p["query_stability"]}
 
 
 def main() -> int:
@@ -43,12 +47,15 @@ def main() -> int:
     parser.add_argument("--scores", action="store_true",
                         help="score amendment 1's candidates (mask-quality factors, duplicates demoted at 0.7) "
                              "instead of the duplicate-suppression candidates")
+    parser.add_argument("--iou-scores", action="store_true",
+                        help="score amendment 2's candidates (a checkpoint with a mask-IoU head)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     coco_gt, image_dir = load_coco_gt(args.coco, args.split)
     image_ids = sorted(coco_gt.getImgIds())[:args.max_images]
     model = load_checkpoint(args.checkpoint, map_location="cpu")
-    candidates = ([(name, "demote", 0.7) for name in SCORES] if args.scores else list(CANDIDATES))
+    table = IOU_SCORES if args.iou_scores else SCORES
+    candidates = ([(name, "demote", 0.7) for name in table] if args.scores or args.iou_scores else list(CANDIDATES))
     results = {name: [] for name, _, _ in candidates}
     start = time.perf_counter()
     for image_id in tqdm(image_ids, desc=f"ranking candidates ({args.split})", unit="img"):
@@ -56,7 +63,7 @@ def main() -> int:
         pred = _predict(model, read_frame(image_dir / record["file_name"]))
         masks = pred["query_masks"]
         for name, method, threshold in candidates:
-            scores = SCORES[name if args.scores else "quality"](pred)
+            scores = table[name](pred) if args.scores or args.iou_scores else SCORES["quality"](pred)
             keep, new_scores = suppress_duplicates(masks, scores, method, threshold)
             results[name] += instance_results(image_id, [(masks[q].numpy(), 0, float(s))
                                                          for q, s in zip(keep.tolist(), new_scores.tolist())],

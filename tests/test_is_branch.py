@@ -195,3 +195,48 @@ def test_paper_sizes_match_mask2former_r50():
     assert count(backbone) == 23_508_032
     assert count(pixel) == 6_035_904
     assert count(decoder) == 14_479_441
+
+
+def test_mask_iou_targets_are_each_querys_best_iou():
+    from isvos_lite.train.criterion import mask_iou_targets
+
+    logits = torch.full((1, 3, 8, 8), -5.0)
+    logits[0, 0, :4, :4] = 5.0                       # exactly instance A
+    logits[0, 1, :4, :8] = 5.0                       # A and as much again: IoU 16/32 with A, 0 with B
+    logits[0, 2, 6:, 6:] = 5.0                       # a stray over nothing
+    gt = torch.zeros(2, 16, 16)                      # at twice the mask resolution (area-resized)
+    gt[0, :8, :8] = 1.0                              # A
+    gt[1, 8:12, :4] = 1.0                            # B, 4 mask pixels at the low resolution
+    targets = mask_iou_targets(logits, [{"labels": torch.tensor([0, 1]), "masks": gt}])
+    assert targets.shape == (1, 3)
+    assert targets[0].tolist() == pytest.approx([1.0, 0.5, 0.0])
+    empty = mask_iou_targets(logits, [{"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 16, 16)}])
+    assert empty.abs().sum() == 0
+
+
+def test_mask_iou_head_output_loss_and_loading_from_a_branch_without_it(tmp_path):
+    from isvos_lite.checkpoint import load_instance_branch, save_checkpoint
+    from isvos_lite.config import get_preset
+    from isvos_lite.model.isvos import ISVOS
+    from isvos_lite.train.criterion import SetCriterion
+
+    torch.manual_seed(0)
+    plain = ISVOS(get_preset("tiny")).eval()
+    assert "pred_iou_logits" not in plain.forward_instance(torch.rand(1, 3, 64, 64))
+    with_head = ISVOS(get_preset("tiny", mask_iou_head=True))
+    out = with_head.forward_instance(torch.rand(2, 3, 64, 64))
+    assert out["pred_iou_logits"].shape == out["pred_logits"].shape[:2]
+    masks = torch.zeros(1, 64, 64)
+    masks[0, 10:30, 10:30] = 1
+    targets = [{"labels": torch.tensor([1]), "masks": masks}] * 2
+    losses = SetCriterion(with_head.cfg.num_classes, num_points=64)(out, targets)
+    assert losses["loss_mask_iou"] > 0
+    losses["loss_is"].backward()
+    head = with_head.transformer_decoder.instance_head.iou_embed
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    # an instance stage without the head initialises a model with one: the head keeps its own weights
+    before = [p.detach().clone() for p in head.parameters()]
+    ckpt = save_checkpoint(plain, tmp_path / "plain.safetensors")
+    load_instance_branch(ckpt, with_head)
+    assert all(torch.equal(a, b) for a, b in zip(before, head.parameters()))
+    assert torch.equal(with_head.transformer_decoder.query_feat.weight, plain.transformer_decoder.query_feat.weight)

@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="starting temperature of the bounded injections (default: half the bound)")
     parser.add_argument("--qe-balance", action="store_true",
                         help="rescale the injected EKE channels to Q_g's spatial deviation (an experiment, issue 10)")
+    parser.add_argument("--mask-iou-head", action="store_true",
+                        help="add a mask-IoU head to the IS branch (not in the paper): it learns each query mask's IoU "
+                             "and ranks instance masks in instance-ap (scripts/fit_iou_head.py fits one alone)")
     parser.add_argument("--qe-align-weight", type=float, default=None,
                         help="weight of the EKE map-to-mask alignment term (0 disables)")
     parser.add_argument("--instance-data", choices=("coco", "stream"), default=None,
@@ -125,6 +128,8 @@ def build_configs(args: argparse.Namespace):
         model_overrides["qe_tau_init"] = args.qe_tau_init
     if args.qe_balance:
         model_overrides["qe_balance"] = True
+    if getattr(args, "mask_iou_head", False):
+        model_overrides["mask_iou_head"] = True
     if getattr(args, "backbone_norm", None) is not None:
         model_overrides["backbone_norm"] = args.backbone_norm
     model_cfg = get_preset(cfg.model_preset, **model_overrides)

@@ -100,6 +100,8 @@ def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
         stability = stability_score(query_logits)
         result["query_masks"], result["query_scores"] = query_masks, objectness * quality * stability
         result["query_objectness"], result["query_quality"], result["query_stability"] = objectness, quality, stability
+        if "pred_iou_logits" in out:                          # the optional mask-IoU head: predicted IoU per query
+            result["query_iou"] = out["pred_iou_logits"][0].float().sigmoid()
     finally:
         model.train(was_training)
     return {k: v.cpu() for k, v in result.items()}

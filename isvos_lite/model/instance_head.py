@@ -37,16 +37,25 @@ class InstanceHead(nn.Module):
     """Class head + mask-embedding MLP (Mask2Former's prediction heads, §3.3).
 
     ``forward(queries (B, N, C), mask_features (B, E, H4, W4))`` ->
-    ``(class_logits (B, N, K+1), mask_logits (B, N, H4, W4))``.
+    ``(class_logits (B, N, K+1), mask_logits (B, N, H4, W4))``. With ``mask_iou_head``, ``predict_iou(queries)``
+    adds a third MLP that scores each query's mask by its predicted IoU (used only to rank instance masks).
     """
 
-    def __init__(self, hidden_dim: int, num_classes: int, mask_dim: int) -> None:
+    def __init__(self, hidden_dim: int, num_classes: int, mask_dim: int, mask_iou_head: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, num_layers=3)
+        # optional (not in the paper): MLP(q) -> logit of the IoU of q's mask with the instance it covers
+        self.iou_embed = MLP(hidden_dim, hidden_dim, 1, num_layers=3) if mask_iou_head else None
+
+    def predict_iou(self, queries: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) normed final queries -> (B, N) logits of each query mask's predicted IoU (sigmoid: in [0, 1])."""
+        if self.iou_embed is None:
+            raise RuntimeError("this model has no mask-IoU head (ModelConfig.mask_iou_head=False)")
+        return self.iou_embed(queries)[..., 0]
 
     def forward(self, queries: torch.Tensor, mask_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if mask_features.dim() != 4 or mask_features.shape[1] != self.mask_embed.layers[-1].out_features:

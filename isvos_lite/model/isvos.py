@@ -72,7 +72,7 @@ class ISVOS(nn.Module):
         )
         self.transformer_decoder = MaskedTransformerDecoder(
             cfg.hidden_dim, cfg.num_queries, cfg.decoder_layers, cfg.num_heads, cfg.decoder_ffn_dim,
-            cfg.num_classes, cfg.mask_dim,
+            cfg.num_classes, cfg.mask_dim, mask_iou_head=cfg.mask_iou_head,
         )
 
         # video object segmentation branch (§3.2, §3.3)

@@ -98,11 +98,12 @@ class MaskedTransformerDecoder(nn.Module):
         queries (B, N, C) q̃_ins = decoder_norm(final queries); query_pos (B, N, C);
         pred_logits (B, N, K+1) and pred_masks (B, N, H4, W4): the final prediction;
         aux_outputs: ``num_layers`` dicts {pred_logits, pred_masks}, the earlier predictions in order;
+        pred_iou_logits (B, N), only with ``mask_iou_head``: each final mask's predicted IoU (logit);
         attn_masks: ``num_layers`` bool tensors (B, N, h_l·w_l), the mask each layer used (True = blocked).
     """
 
     def __init__(self, hidden_dim: int, num_queries: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 num_classes: int, mask_dim: int, num_levels: int = 3) -> None:
+                 num_classes: int, mask_dim: int, num_levels: int = 3, mask_iou_head: bool = False) -> None:
         super().__init__()
         if hidden_dim % num_heads or hidden_dim % 2:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be even and divisible by num_heads ({num_heads})")
@@ -122,7 +123,7 @@ class MaskedTransformerDecoder(nn.Module):
             SelfAttentionLayer(hidden_dim, num_heads) for _ in range(num_layers))
         self.transformer_ffn_layers = nn.ModuleList(FFNLayer(hidden_dim, ffn_dim) for _ in range(num_layers))
         self.decoder_norm = nn.LayerNorm(hidden_dim)
-        self.instance_head = InstanceHead(hidden_dim, num_classes, mask_dim)
+        self.instance_head = InstanceHead(hidden_dim, num_classes, mask_dim, mask_iou_head)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -169,11 +170,15 @@ class MaskedTransformerDecoder(nn.Module):
             class_logits, mask_logits = self.predict(queries, mask_features)
             predictions.append((class_logits, mask_logits))
 
-        return {
-            "queries": self.decoder_norm(queries),
+        final_queries = self.decoder_norm(queries)
+        out = {
+            "queries": final_queries,
             "query_pos": query_pos,
             "pred_logits": class_logits,
             "pred_masks": mask_logits,
             "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in predictions[:-1]],
             "attn_masks": attn_masks,
         }
+        if self.instance_head.iou_embed is not None:
+            out["pred_iou_logits"] = self.instance_head.predict_iou(final_queries)     # (B, N)
+        return out

@@ -11,6 +11,11 @@ intermediate Transformer decoder layer" (§3.1, Eq. 1). Following Mask2Former:
    (``sample_uncertain_points``), each summed over masks and divided by the number of target masks in the
    batch (averaged over DDP ranks, at least 1);
 4. total = 2 · CE + 5 · BCE + 5 · dice, summed over the final output and every auxiliary output.
+
+With a mask-IoU head (``ModelConfig.mask_iou_head``, not in the paper) the final output also has
+``pred_iou_logits``; ``loss_mask_iou`` (weight ``iou_weight``) is the mean squared error between each query's
+predicted IoU and its mask's actual IoU with the ground-truth instance it overlaps most (SAM's IoU head is trained
+the same way), over every query: strays learn a low IoU, good masks a high one (:func:`mask_iou_targets`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,24 @@ def dice_loss(pred_logits: torch.Tensor, target: torch.Tensor, num_masks: float)
     return (1.0 - (numerator + 1.0) / (denominator + 1.0)).sum() / num_masks
 
 
+@torch.no_grad()
+def mask_iou_targets(mask_logits: torch.Tensor, targets: list[dict]) -> torch.Tensor:
+    """For every query: the IoU of its binary mask (logit > 0) with the ground-truth instance it overlaps most, at
+    the mask resolution (targets area-resized to it, > 0.5). mask_logits (B, N, h, w) -> (B, N) in [0, 1]."""
+    B, N, h, w = mask_logits.shape
+    out = mask_logits.new_zeros(B, N, dtype=torch.float32)
+    for b, target in enumerate(targets):
+        if len(target["labels"]) == 0:
+            continue
+        gt = F.interpolate(target["masks"][None].float().to(mask_logits.device), size=(h, w), mode="area")[0] > 0.5
+        pred = (mask_logits[b] > 0).flatten(1).float()                          # (N, hw)
+        gt = gt.flatten(1).float()                                               # (M, hw)
+        inter = pred @ gt.T                                                      # (N, M)
+        union = pred.sum(1, keepdim=True) + gt.sum(1)[None] - inter
+        out[b] = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter)).max(dim=1).values
+    return out
+
+
 class SetCriterion(nn.Module):
     """Mask2Former's loss for the IS branch, with deep supervision over ``outputs["aux_outputs"]``.
 
@@ -52,7 +75,8 @@ class SetCriterion(nn.Module):
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher | None = None, class_weight: float = 2.0,
                  mask_weight: float = 5.0, dice_weight: float = 5.0, no_object_weight: float = 0.1,
-                 num_points: int = 12544, oversample_ratio: float = 3.0, importance_ratio: float = 0.75):
+                 num_points: int = 12544, oversample_ratio: float = 3.0, importance_ratio: float = 0.75,
+                 iou_weight: float = 1.0):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"SetCriterion: num_classes must be >= 1, got {num_classes}")
@@ -61,7 +85,8 @@ class SetCriterion(nn.Module):
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher(
             class_weight=class_weight, mask_weight=mask_weight, dice_weight=dice_weight, num_points=num_points)
-        self.weights = {"loss_ce": class_weight, "loss_mask": mask_weight, "loss_dice": dice_weight}
+        self.weights = {"loss_ce": class_weight, "loss_mask": mask_weight, "loss_dice": dice_weight,
+                        "loss_mask_iou": iou_weight}
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_ratio = importance_ratio
@@ -149,5 +174,9 @@ class SetCriterion(nn.Module):
             for name, value in self.single_output_losses(output, targets, num_masks).items():
                 losses[name + suffix] = value
                 total = total + self.weights[name] * value
+        if "pred_iou_logits" in outputs:                   # the optional mask-IoU head, final output only
+            target = mask_iou_targets(outputs["pred_masks"].detach().float(), targets)
+            losses["loss_mask_iou"] = F.mse_loss(outputs["pred_iou_logits"].float().sigmoid(), target)
+            total = total + self.weights["loss_mask_iou"] * losses["loss_mask_iou"]
         losses["loss_is"] = total
         return losses
