@@ -67,8 +67,9 @@ def main() -> int:
     unexpected = list(result.unexpected_keys)
     missing = [k for k in result.missing_keys if ".iou_embed." not in k]
     if missing or unexpected:
-        raise ValueError(f"--init {args.init} does not fit preset {cfg.name!r}: missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}")
+        raise ValueError(f"--init {args.init} does not match the model its own JSON describes (preset {cfg.name!r}): "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}; pass a checkpoint written by "
+                         "`isvos-lite train` (e.g. runs/<instance stage>/model.safetensors) with its .json beside it")
     head = model.transformer_decoder.instance_head.iou_embed
     for p in model.parameters():
         p.requires_grad_(False)

@@ -15,18 +15,31 @@ import time
 
 import torch
 
-# the protocol's duplicate-suppression candidates (the score: P(some object) x mean probability inside the mask)
-CANDIDATES = (("none", "none", 0.0), ("nms-0.5", "nms", 0.5), ("nms-0.7", "nms", 0.7),
-              ("demote-0.5", "demote", 0.5), ("demote-0.7", "demote", 0.7), ("matrix", "matrix", 0.0))
-# amendment 1: the score's mask-quality factor, each with duplicates demoted at IoU 0.7
-SCORES = {"quality": lambda p: p["query_objectness"] * p["query_quality"],
-          "stability": lambda p: p["query_objectness"] * p["query_stability"],
-          "quality×stability": lambda p: p["query_objectness"] * p["query_quality"] * p["query_stability"]}
-# amendment 2: with a mask-IoU head (a checkpoint fitted by scripts/fit_iou_head.py)
-IOU_SCORES = {"quality×stability": SCORES["quality×stability"],
-              "objectness×iou": lambda p: p["query_objectness"] * p["query_iou"],
-              "objectness×iou×stability": lambda p: p["query_objectness"] * p["query_iou"] * p["query_stability"]}
 
+def _quality(p):
+    return p["query_objectness"] * p["query_quality"]
+
+
+def _quality_stability(p):
+    return p["query_objectness"] * p["query_quality"] * p["query_stability"]
+
+
+# each candidate: (name, score of every query, duplicate suppression, its IoU threshold)
+CANDIDATE_SETS = {
+    # the protocol: duplicate suppression, the score P(some object) x mean probability inside the mask
+    "duplicates": (("none", _quality, "none", 0.0), ("nms-0.5", _quality, "nms", 0.5),
+                   ("nms-0.7", _quality, "nms", 0.7), ("demote-0.5", _quality, "demote", 0.5),
+                   ("demote-0.7", _quality, "demote", 0.7), ("matrix", _quality, "matrix", 0.0)),
+    # amendment 1: the score's mask-quality factor, duplicates demoted at IoU 0.7
+    "scores": (("quality", _quality, "demote", 0.7),
+               ("stability", lambda p: p["query_objectness"] * p["query_stability"], "demote", 0.7),
+               ("quality×stability", _quality_stability, "demote", 0.7)),
+    # amendment 2: a checkpoint with a mask-IoU head (scripts/fit_iou_head.py)
+    "iou-scores": (("quality×stability", _quality_stability, "demote", 0.7),
+                   ("objectness×iou", lambda p: p["query_objectness"] * p["query_iou"], "demote", 0.7),
+                   ("objectness×iou×stability", lambda p: p["query_objectness"] * p["query_iou"] * p["query_stability"],
+                    "demote", 0.7)),
+}
 
 def main() -> int:
     from tqdm.auto import tqdm
@@ -44,33 +57,31 @@ def main() -> int:
     parser.add_argument("--max-images", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--scores", action="store_true",
+    parser.add_argument("--scores", dest="candidates", action="store_const", const="scores", default="duplicates",
                         help="score amendment 1's candidates (mask-quality factors, duplicates demoted at 0.7) "
                              "instead of the duplicate-suppression candidates")
-    parser.add_argument("--iou-scores", action="store_true",
+    parser.add_argument("--iou-scores", dest="candidates", action="store_const", const="iou-scores",
                         help="score amendment 2's candidates (a checkpoint with a mask-IoU head)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     coco_gt, image_dir = load_coco_gt(args.coco, args.split)
     image_ids = sorted(coco_gt.getImgIds())[:args.max_images]
     model = load_checkpoint(args.checkpoint, map_location="cpu")
-    table = IOU_SCORES if args.iou_scores else SCORES
-    candidates = ([(name, "demote", 0.7) for name in table] if args.scores or args.iou_scores else list(CANDIDATES))
-    results = {name: [] for name, _, _ in candidates}
+    candidates = CANDIDATE_SETS[args.candidates]
+    results = {name: [] for name, _, _, _ in candidates}
     start = time.perf_counter()
     for image_id in tqdm(image_ids, desc=f"ranking candidates ({args.split})", unit="img"):
         record = coco_gt.loadImgs([image_id])[0]
         pred = _predict(model, read_frame(image_dir / record["file_name"]))
         masks = pred["query_masks"]
-        for name, method, threshold in candidates:
-            scores = table[name](pred) if args.scores or args.iou_scores else SCORES["quality"](pred)
-            keep, new_scores = suppress_duplicates(masks, scores, method, threshold)
+        for name, score, method, threshold in candidates:
+            keep, new_scores = suppress_duplicates(masks, score(pred), method, threshold)
             results[name] += instance_results(image_id, [(masks[q].numpy(), 0, float(s))
                                                          for q, s in zip(keep.tolist(), new_scores.tolist())],
                                               [1], agnostic=True)
     gt = _agnostic_gt(coco_gt)
     report = {"checkpoint": args.checkpoint, "split": args.split, "images": len(image_ids), "candidates": {}}
-    for name, _, _ in candidates:
+    for name, _, _, _ in candidates:
         ev = _run_cocoeval(gt, results[name], image_ids)
         report["candidates"][name] = {k: _percent(ev.stats[i]) for k, i in (("ap", 0), ("ap50", 1), ("ap75", 2))}
         print(f"{name:17s} class-agnostic AP {report['candidates'][name]['ap']:5.1f}  "

@@ -329,7 +329,8 @@ def _square(size, y0, x0, side):
 
 
 def test_suppress_duplicates_methods():
-    from isvos_lite.eval.instance_ap import mask_iou_matrix, suppress_duplicates
+    from isvos_lite.eval.instance_ap import suppress_duplicates
+    from isvos_lite.model.instance_head import pairwise_mask_iou
 
     a = _square(20, 0, 0, 10)
     a_dup = a.clone()
@@ -337,7 +338,7 @@ def test_suppress_duplicates_methods():
     b = _square(20, 10, 10, 10)
     masks = torch.stack([a_dup, b, a, torch.zeros(20, 20, dtype=torch.bool)])
     scores = torch.tensor([0.8, 0.7, 0.9, 0.1])
-    iou = mask_iou_matrix(masks)
+    iou = pairwise_mask_iou(masks, masks)
     assert iou[0, 2] == pytest.approx(100 / 101) and iou[1, 2] == 0 and iou[3, 3] == 0   # empty vs empty: 0
 
     keep, new = suppress_duplicates(masks, scores, "none")

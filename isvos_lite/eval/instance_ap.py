@@ -40,8 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isvos_lite.model.instance_head import pairwise_mask_iou, postprocess_instances
+
 __all__ = ["predict_instances", "instance_results", "evaluate_results", "score_instance_ap", "require_pycocotools",
-           "suppress_duplicates", "mask_iou_matrix"]
+           "suppress_duplicates", "stability_score"]
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
@@ -74,8 +76,6 @@ def stability_score(mask_logits: torch.Tensor, offset: float = 1.0) -> torch.Ten
 @torch.no_grad()
 def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
     """Mask2Former instance inference on one (H, W, 3) uint8 RGB image -> postprocess_instances' dict (on CPU)."""
-    from isvos_lite.model.instance_head import postprocess_instances
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"predict_instances: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
@@ -121,15 +121,6 @@ def predict_instances(model, image: np.ndarray, max_detections: int = 100) -> li
     return [(m.numpy(), int(c), float(s)) for m, c, s in zip(result["masks"], result["labels"], result["scores"])]
 
 
-def mask_iou_matrix(masks: torch.Tensor) -> torch.Tensor:
-    """(n, H, W) bool -> (n, n) IoU of every pair of binary masks (0 where both are empty)."""
-    flat = masks.flatten(1).float()                                              # (n, HW)
-    inter = flat @ flat.T                                                        # (n, n)
-    area = flat.sum(1)
-    union = area[:, None] + area[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
-
-
 SUPPRESSION_METHODS = ("none", "nms", "demote", "matrix")
 
 
@@ -154,7 +145,7 @@ def suppress_duplicates(masks: torch.Tensor, scores: torch.Tensor, method: str =
     order = scores.argsort(descending=True)
     if method == "none" or len(order) == 0:
         return order, scores[order]
-    iou = mask_iou_matrix(masks[order])                                          # in score order
+    iou = pairwise_mask_iou(masks[order], masks[order])                          # in score order
     ranked = scores[order].clone()
     if method == "matrix":
         upper = iou.triu(diagonal=1)                                             # [j, i]: j scored above i
@@ -302,10 +293,8 @@ def _oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
     if not anns or not masks:
         return [0.0] * len(masks)
     gt = np.stack([coco_gt.annToMask(a).astype(bool) for a in anns])                 # (G, H, W)
-    iou = np.zeros((len(masks), len(gt)))
-    for i, mask in enumerate(masks):
-        mask = np.asarray(mask, dtype=bool)
-        iou[i] = (gt & mask).sum(axis=(1, 2)) / np.maximum((gt | mask).sum(axis=(1, 2)), 1)
+    iou = pairwise_mask_iou(torch.from_numpy(np.stack([np.asarray(m, dtype=bool) for m in masks])),
+                            torch.from_numpy(gt)).double().numpy()                     # (n, G)
     scores = iou.max(axis=1).tolist()
     free_masks, free_gt = set(range(len(masks))), set(range(len(gt)))
     for flat in np.argsort(-iou, axis=None, kind="stable"):

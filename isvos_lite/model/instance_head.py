@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLP", "InstanceHead", "postprocess_instances"]
+__all__ = ["MLP", "InstanceHead", "postprocess_instances", "pairwise_mask_iou"]
 
 
 class MLP(nn.Module):
@@ -106,3 +106,11 @@ def postprocess_instances(class_logits: torch.Tensor, mask_logits: torch.Tensor,
         results.append({"scores": final[order], "labels": labels[order], "masks": masks[order],
                          "query_index": query_index[order]})
     return results
+
+
+def pairwise_mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair of binary masks: a (n, H, W), b (m, H, W) bool -> (n, m); 0 where both masks are empty."""
+    a, b = a.flatten(1).float(), b.flatten(1).float()                           # (n, HW), (m, HW)
+    inter = a @ b.T                                                              # (n, m)
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))

@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from isvos_lite.model.instance_head import pairwise_mask_iou
 from isvos_lite.train.matcher import HungarianMatcher
 from isvos_lite.train.point_sampling import point_sample, sample_uncertain_points
 
@@ -55,11 +56,7 @@ def mask_iou_targets(mask_logits: torch.Tensor, targets: list[dict]) -> torch.Te
         if len(target["labels"]) == 0:
             continue
         gt = F.interpolate(target["masks"][None].float().to(mask_logits.device), size=(h, w), mode="area")[0] > 0.5
-        pred = (mask_logits[b] > 0).flatten(1).float()                          # (N, hw)
-        gt = gt.flatten(1).float()                                               # (M, hw)
-        inter = pred @ gt.T                                                      # (N, M)
-        union = pred.sum(1, keepdim=True) + gt.sum(1)[None] - inter
-        out[b] = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter)).max(dim=1).values
+        out[b] = pairwise_mask_iou(mask_logits[b] > 0, gt).max(dim=1).values    # (N, M) -> (N,)
     return out
 
 
