@@ -49,6 +49,33 @@ def test_deform_attn_module_uses_the_reference_when_training_and_gives_the_same_
     torch.testing.assert_close(fast, trained.detach())
 
 
+def test_fast_inference_records_the_same_sampling_and_softmax():
+    from isvos_lite.model.deform_attn import softmax_short_last_axis
+
+    logits = torch.randn(3, 7, 4, 12) * 5
+    torch.testing.assert_close(softmax_short_last_axis(logits), logits.softmax(-1))
+    with pytest.raises(ValueError, match="last axis"):
+        softmax_short_last_axis(logits, dim=1)
+    torch.manual_seed(1)
+    attn = MSDeformAttn(d_model=16, n_levels=2, n_heads=4, n_points=3)
+    attn.record = True
+    shapes = torch.tensor([[4, 6], [2, 3]])
+    query, value, ref = torch.randn(2, 9, 16), torch.randn(2, 30, 16), torch.rand(2, 9, 2, 2)
+    start = torch.tensor([0, 24])
+    with torch.no_grad():
+        fast = attn(query, ref, value, shapes, start)
+        fast_sampling = attn.last_sampling
+        MSDeformAttn.fast_inference = False
+        try:
+            reference = attn(query, ref, value, shapes, start)
+        finally:
+            MSDeformAttn.fast_inference = True
+    torch.testing.assert_close(fast, reference)
+    for got, want in zip(fast_sampling, attn.last_sampling):
+        assert got.shape == want.shape == (2, 9, 4, 2, 3, 2)[: want.dim()]
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("dims, objects", [((16, 8, 8), 3), ((8, 8, 16), 2), ((16, 8, 8), 1)])
 def test_mpf_shared_pixel_half_equals_the_concatenation(dims, objects, monkeypatch):
     from isvos_lite.model.mpf_decoder import MPFBlock, MPFDecoder
@@ -74,7 +101,6 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     from pathlib import Path
 
     import isvos_lite.inference as inference
-    import isvos_lite.model.deform_attn as deform_attn
     from isvos_lite.checkpoint import load_checkpoint
     from isvos_lite.model.memory import query_major_similarity, topk_readout
     from isvos_lite.commands.benchmark import synthetic_video
@@ -90,7 +116,7 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
         return torch.stack([seg.step(frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(frames)])
 
     fast = run()
-    monkeypatch.setattr(deform_attn, "ms_deform_attn_gather", deform_attn.ms_deform_attn_core)
+    monkeypatch.setattr(MSDeformAttn, "fast_inference", False)
     monkeypatch.setattr(MPFBlock, "share_pixel_path", False)
     monkeypatch.setattr(inference, "blockwise_topk_read",
                         lambda mem_key, query_key, values, k: topk_readout(query_major_similarity(mem_key, query_key),

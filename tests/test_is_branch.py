@@ -33,6 +33,23 @@ def test_sine_position_known_values():
     torch.testing.assert_close(pos[0, :, 0, 2], expected, atol=1e-5, rtol=0)
 
 
+def test_sine_position_cache_keeps_values_sizes_and_modes_apart():
+    position = PositionEmbeddingSine(num_pos_feats=4)
+    first = position(torch.zeros(1, 8, 2, 3))
+    assert position(torch.ones(1, 8, 2, 3)) is first                     # same size: the cached map
+    other = position(torch.zeros(1, 8, 4, 5))
+    torch.testing.assert_close(other, position._embed(torch.zeros(1, 8, 4, 5), None))
+    with torch.inference_mode():
+        inference = position(torch.zeros(1, 8, 2, 3))
+    assert inference is not first and torch.equal(inference, first)     # never hands an inference tensor to autograd
+    mask = torch.zeros(1, 2, 3, dtype=torch.bool)
+    mask[:, :, 2] = True                                                 # padding is not cached
+    assert not torch.equal(position(torch.zeros(1, 8, 2, 3), mask), first)
+    for size in range(3, 14):
+        position(torch.zeros(1, 8, size, 2))
+    assert len(position._cache) <= 8
+
+
 def test_sine_position_rejects_odd_features():
     with pytest.raises(ValueError, match="even"):
         PositionEmbeddingSine(num_pos_feats=3)

@@ -41,10 +41,23 @@ class PositionEmbeddingSine(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
+        # Without a mask the embedding depends only on the map's size: kept for the last few sizes, since a video
+        # asks for the same ones every frame (issue 13). Inference tensors are kept apart from normal ones.
+        self._cache: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"PositionEmbeddingSine expects a (B, C, H, W) map, got {tuple(x.shape)}")
+        if mask is not None:
+            return self._embed(x, mask)
+        key = (tuple(x.shape), x.dtype, x.device, torch.is_inference_mode_enabled())
+        if key not in self._cache:
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = self._embed(x, None)
+        return self._cache[key]
+
+    def _embed(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, _, H, W = x.shape
         if mask is None:
             mask = torch.zeros(B, H, W, dtype=torch.bool, device=x.device)
