@@ -112,7 +112,7 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     frames = [f for f, _ in zip(synthetic_video(96, 160, 3, seed=3), range(10))]
 
     def run():
-        seg = VideoSegmenter(model, mem_every=2)
+        seg = VideoSegmenter(model, mem_every=2, amp=False)                    # the fast paths are exact in fp32
         return torch.stack([seg.step(frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(frames)])
 
     fast = run()

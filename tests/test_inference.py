@@ -139,3 +139,43 @@ def test_segment_video_returns_masks_with_user_ids(tiny_model):
     masks = segment_video(tiny_model, frames, mask, progress=False)
     assert len(masks) == 4 and masks[0].dtype == np.uint8
     np.testing.assert_array_equal(masks[0], mask)
+
+
+def test_default_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model, monkeypatch):
+    """Issue 13: amp=None picks bf16 autocast where the CPU computes bf16 natively, fp32 elsewhere; an explicit
+    choice always wins, and the CLI's --amp / --no-amp map onto it."""
+    import argparse
+
+    import isvos_lite.inference as inference
+    from isvos_lite.commands import predict
+
+    for native in (True, False):
+        monkeypatch.setattr(inference, "native_bf16_cpu", lambda native=native: native)
+        assert inference.default_amp("cpu") is native
+        assert inference.VideoSegmenter(tiny_model).amp is native
+        assert inference.VideoSegmenter(tiny_model, amp=False).amp is False
+        assert inference.VideoSegmenter(tiny_model, amp=True).amp is True
+    assert inference.default_amp("cuda") is False                      # CUDA: fp16 only when asked for
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    base = ["--checkpoint", "c.safetensors", "--frames", "f", "--mask", "m.png", "--out", "o"]
+    assert [parser.parse_args(base + flag).amp for flag in ([], ["--amp"], ["--no-amp"])] == [None, True, False]
+
+
+def test_bf16_autocast_keeps_the_prediction_on_a_cpu():
+    """bf16 autocast (the default on CPUs with native bf16) changes the shipped model's probabilities only by
+    rounding: no NaN, float32 out, and nearly every pixel keeps its label."""
+    from pathlib import Path
+
+    from isvos_lite.checkpoint import load_checkpoint
+    from isvos_lite.commands.benchmark import synthetic_video
+
+    model = load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "lite.safetensors")
+    frames = [f for f, _ in zip(synthetic_video(96, 160, 2, seed=1), range(8))]
+    out = {}
+    for amp in (False, True):
+        seg = VideoSegmenter(model, mem_every=2, amp=amp)
+        out[amp] = torch.stack([seg.step(frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(frames)])
+    assert torch.isfinite(out[True]).all() and out[True].dtype == torch.float32
+    assert (out[True] - out[False]).abs().max() < 0.1
+    assert (out[True].argmax(1) == out[False].argmax(1)).float().mean() > 0.99
