@@ -84,7 +84,8 @@ def worker() -> int:
             continue
         core = InferenceCore(network, cfg)
         times = []
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(request.get("amp")))
+        with torch.inference_mode(), autocast:
             for t, frame in enumerate(frames):
                 image = torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0     # made before the clock starts
                 start = time.perf_counter()
@@ -139,10 +140,13 @@ def load_average() -> float | None:
         return None
 
 
-def isvos_times(model, frames, first_mask, warmup: int) -> list[float]:
+def isvos_times(model, frames, first_mask, warmup: int, amp: bool = False) -> list[float]:
     from isvos_lite.inference import VideoSegmenter
 
-    seg = VideoSegmenter(model, max_internal_size=None)          # paper protocol: mem every 5, 16 frames, top-k 20
+    try:                                                         # paper protocol: mem every 5, 16 frames, top-k 20
+        seg = VideoSegmenter(model, max_internal_size=None, amp=amp)
+    except TypeError:                                            # an older checkout (timing "before" a change)
+        seg = VideoSegmenter(model, max_internal_size=None)
     times = []
     for t, frame in enumerate(frames):
         start = time.perf_counter()
@@ -165,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for both (default: the package's "
                         "policy, isvos_lite.threads)")
     parser.add_argument("--flops", action="store_true", help="also count GFLOP per predicted frame of both models")
+    parser.add_argument("--amp", action="store_true",
+                        help="run both models under bf16 autocast (CPU); default: both in fp32, the issue-13 target's path")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -202,8 +208,9 @@ def main(argv=None) -> int:
             ours, theirs, loads = [], [], []
             for _ in range(args.rounds):
                 loads.append(load_average())
-                ours += isvos_times(model, frames, first_mask, args.warmup)
-                cutie.stdin.write(json.dumps({"frames": frames_file, "threads": threads, "warmup": args.warmup}) + "\n")
+                ours += isvos_times(model, frames, first_mask, args.warmup, amp=args.amp)
+                cutie.stdin.write(json.dumps({"frames": frames_file, "threads": threads, "warmup": args.warmup,
+                                              "amp": args.amp}) + "\n")
                 cutie.stdin.flush()
                 theirs += json.loads(cutie.stdout.readline())["times"]
             if args.flops:
@@ -217,6 +224,7 @@ def main(argv=None) -> int:
     result = {
         "preset": args.preset, "height": args.height, "width": args.width, "frames": args.frames,
         "objects": args.objects, "rounds": args.rounds, "timed_frames_each": len(ours), "threads": threads,
+        "precision": "bf16 autocast (both)" if args.amp else "fp32 (both)",
         "threads_chosen_by": why, "load_average_per_round": loads,
         "isvos_lite_ms_per_frame": round(ms_ours, 1), "cutie_base_ms_per_frame": round(ms_theirs, 1),
         "ratio": round(ms_ours / ms_theirs, 2),
@@ -226,7 +234,7 @@ def main(argv=None) -> int:
         from isvos_lite.commands.benchmark import PROFILED_MODULES, count_gflop_per_frame
         from isvos_lite.inference import VideoSegmenter
 
-        seg = VideoSegmenter(model, max_internal_size=None)
+        seg = VideoSegmenter(model, max_internal_size=None, amp=False)    # arithmetic counted in fp32 (same in bf16)
         seg.step(frames[0], first_mask)
         gflop_ours = count_gflop_per_frame(model, seg, list(frames[1:]), PROFILED_MODULES)["total"]
         result.update(isvos_lite_gflop_per_frame=round(gflop_ours, 1), cutie_base_gflop_per_frame=round(gflop_theirs, 1),
@@ -235,7 +243,8 @@ def main(argv=None) -> int:
         print(json.dumps(result))
     else:
         print(f"{args.preset} vs Cutie-base at {args.height}x{args.width}, {args.objects} objects, {len(ours)} timed "
-              f"frames each ({args.rounds} alternating rounds), {threads} threads, load average {loads}:")
+              f"frames each ({args.rounds} alternating rounds), {threads} threads, {result['precision']}, "
+              f"load average {loads}:")
         print(f"  isvos-lite {args.preset}: {ms_ours:,.0f} ms per frame (median), "
               f"{result['isvos_lite_params'] / 1e6:.1f} M parameters")
         print(f"  Cutie-base:        {ms_theirs:,.0f} ms per frame (median), {hello['params'] / 1e6:.1f} M parameters")
