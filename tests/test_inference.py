@@ -160,6 +160,9 @@ def test_default_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model, mon
     predict.add_arguments(parser)
     base = ["--checkpoint", "c.safetensors", "--frames", "f", "--mask", "m.png", "--out", "o"]
     assert [parser.parse_args(base + flag).amp for flag in ([], ["--amp"], ["--no-amp"])] == [None, True, False]
+    # run records (eval's run.json) say which precision ran, not "default"
+    assert predict.segmenter_options(parser.parse_args(base))["amp"] is inference.default_amp("cpu")
+    assert predict.segmenter_options(parser.parse_args(base + ["--no-amp"]))["amp"] is False
 
 
 def test_bf16_autocast_keeps_the_prediction_on_a_cpu():

@@ -54,6 +54,8 @@ def add_segmenter_arguments(parser) -> None:
 
 def segmenter_options(args) -> dict:
     """Keyword arguments for :class:`isvos_lite.inference.VideoSegmenter` from the parsed options."""
+    from isvos_lite.inference import default_amp
+
     if args.top_k < 0:
         raise ValueError(f"--top-k must be >= 0 (0 = full softmax), got {args.top_k}")
     if args.max_internal_size < 0:
@@ -63,7 +65,9 @@ def segmenter_options(args) -> dict:
     options = {
         "mem_every": args.mem_every, "max_memory_frames": args.max_memory_frames,
         "top_k": args.top_k or None, "flip": args.flip, "scales": tuple(args.scales),
-        "max_internal_size": args.max_internal_size or None, "device": args.device, "amp": args.amp,
+        "max_internal_size": args.max_internal_size or None, "device": args.device,
+        # resolved here, so that run records say which precision ran (None = this machine's default)
+        "amp": default_amp(args.device) if args.amp is None else args.amp,
     }
     if args.flip or len(args.scales) > 1:         # the merge only matters with several views
         options["tta"] = args.tta
