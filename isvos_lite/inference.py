@@ -191,6 +191,18 @@ def default_amp(device: str | torch.device) -> bool:
     return torch.device(device).type == "cpu" and native_bf16_cpu()
 
 
+def precision_note(amp: bool | None, device: str | torch.device = "cpu") -> str:
+    """One line for a command's output: which precision inference runs in, and why."""
+    device = torch.device(device)
+    used = default_amp(device) if amp is None else amp
+    if not used:
+        why = "--no-amp" if amp is False else "the default here"
+        return f"precision: fp32 ({why})"
+    dtype = "fp16" if device.type == "cuda" else "bf16"
+    why = "--amp" if amp else "the default on a CPU with native bf16; --no-amp for fp32"
+    return f"precision: {dtype} autocast ({why})"
+
+
 # ---------------------------------------------------------------------------------------------- segmenter
 class VideoSegmenter:
     """Segment one video, frame by frame, with the paper's inference protocol (see the module docstring).

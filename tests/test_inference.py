@@ -182,3 +182,15 @@ def test_bf16_autocast_keeps_the_prediction_on_a_cpu():
     assert torch.isfinite(out[True]).all() and out[True].dtype == torch.float32
     assert (out[True] - out[False]).abs().max() < 0.1
     assert (out[True].argmax(1) == out[False].argmax(1)).float().mean() > 0.99
+
+
+def test_precision_note_names_the_precision_and_why(monkeypatch):
+    import isvos_lite.inference as inference
+
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
+    assert inference.precision_note(None) == ("precision: bf16 autocast (the default on a CPU with native bf16; "
+                                              "--no-amp for fp32)")
+    assert inference.precision_note(False) == "precision: fp32 (--no-amp)"
+    assert inference.precision_note(True, "cuda") == "precision: fp16 autocast (--amp)"
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
+    assert inference.precision_note(None) == "precision: fp32 (the default here)"

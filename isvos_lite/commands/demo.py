@@ -50,6 +50,8 @@ def run(args) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     print(use_threads(args.threads))
+    from isvos_lite.inference import precision_note
+    print(precision_note(None, args.device))
     world = Path(args.world) if args.world else course.ensure_teaching_world()
     names = args.sequences or _default_sequences(world)
     sequences = davis_sequences(world, names=names)

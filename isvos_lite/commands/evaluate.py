@@ -60,8 +60,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from isvos_lite.checkpoint import load_checkpoint, read_checkpoint_config
 
+    from isvos_lite.inference import precision_note
+
     options = segmenter_options(args)
     print(use_threads(args.threads))
+    print(precision_note(args.amp, args.device))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is a file; pass a folder")

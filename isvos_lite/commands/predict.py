@@ -109,9 +109,11 @@ def run(args) -> int:
     from isvos_lite.data.sequences import folder_sequence, video_sequence
     from isvos_lite.eval.runner import segment_to_folder, tracked_starts
     from isvos_lite.eval.video_io import OverlayVideoWriter
+    from isvos_lite.inference import precision_note
 
     options = segmenter_options(args)
     print(use_threads(args.threads))
+    print(precision_note(args.amp, args.device))
     out = Path(args.out)
     overlay_path = Path(args.overlay) if args.overlay else None
     _check_outputs(out, overlay_path, args.overwrite)
