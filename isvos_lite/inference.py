@@ -184,9 +184,10 @@ def native_bf16_cpu() -> bool:
 def default_amp(device: str | torch.device) -> bool:
     """The default of ``amp``: bfloat16 autocast on a CPU that computes bf16 natively, fp32 everywhere else.
 
-    Measured on the shipped ``lite`` checkpoint (issue 13): the same J&F within 0.04 on every teaching split (val
-    73.41 -> 73.42, look-alike 44.94 -> 44.98, held-out 65.08 -> 65.09), and the convolutions 1.4-2x faster on such
-    a CPU. The pixel decoder and the memory similarity stay in fp32 under autocast (see their modules). On CPUs
+    Measured on the shipped ``lite`` checkpoint (issue 13): the same J&F within 0.03 on every teaching split (val
+    73.41 -> 73.40, look-alike 44.94 -> 44.91, held-out 65.08 -> 65.05), and the convolutions 1.4-2x faster on such
+    a CPU. The pixel decoder stays in fp32 under autocast; the CPU top-k read's similarity is bf16 (see their
+    modules). On CPUs
     without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself (fp16)."""
     return torch.device(device).type == "cpu" and native_bf16_cpu()
 

@@ -211,3 +211,24 @@ def test_blockwise_topk_read_equals_the_whole_similarity_path():
             torch.testing.assert_close(blockwise_topk_read(mem_key, query_key, values, k, rows_per_block=rows), whole)
     with pytest.raises(ValueError, match="rows_per_block"):
         blockwise_topk_read(mem_key, query_key, values, 5, rows_per_block=0)
+
+
+def test_blockwise_topk_read_under_cpu_bf16_autocast_is_close_to_float32():
+    """Under CPU bf16 autocast (the default on CPUs with native bf16) the fast read computes its similarity in bf16:
+    the readout stays close to the float32 one, and nothing else changes outside autocast."""
+    from isvos_lite.model import memory
+    from isvos_lite.model.memory import blockwise_topk_read
+
+    g = torch.Generator().manual_seed(7)
+    mem_key, query_key = torch.randn(1, 16, 300, generator=g), torch.randn(1, 16, 50, generator=g)
+    values = torch.randn(1, 2, 8, 300, generator=g)
+    exact = blockwise_topk_read(mem_key, query_key, values, 20)
+    assert memory._cpu_autocast_dtype() is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert memory._cpu_autocast_dtype() == torch.bfloat16
+        rounded = blockwise_topk_read(mem_key, query_key, values, 20)
+    assert rounded.dtype == torch.float32 and torch.isfinite(rounded).all()
+    assert (rounded - exact).abs().max() < 0.25 * exact.abs().max()           # 0.12 here; garbage would be ~1
+    assert torch.equal(blockwise_topk_read(mem_key, query_key, values, 20), exact)
+    with pytest.raises(ValueError, match="float16 overflows"):
+        memory._l2_logits(mem_key, query_key, True, "test", torch.float16)

@@ -112,7 +112,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision: bf16 autocast on a CPU, fp16 on CUDA. Default: on for CPUs with native "
-                             "bf16 (AVX512-BF16 or AMX; same J&F within 0.04 on the teaching splits, convolutions "
+                             "bf16 (AVX512-BF16 or AMX; same J&F within 0.03 on the teaching splits, convolutions "
                              "1.4-2x faster), off elsewhere; --no-amp forces fp32")
     add_threads_argument(parser)
     parser.add_argument("--profile", action="store_true",

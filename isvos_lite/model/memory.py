@@ -18,7 +18,9 @@ keeps only the top-k (k = 20, STCN) similarities of every query pixel.
 
 Numerics: the similarity is computed in float32 even under fp16 autocast (the squared norms of large
 keys overflow fp16), and the softmax subtracts the per-column maximum before exponentiating, so large
-similarities cannot turn into inf / inf = NaN (the reference top-k path does not; peers §1.3).
+similarities cannot turn into inf / inf = NaN (the reference top-k path does not; peers §1.3). The one
+exception is the CPU inference path under bf16 autocast (``blockwise_topk_read``): bf16 has float32's range, and
+its similarity is bf16 (the squared key norms still summed in float32), which the J&F does not notice.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ __all__ = ["l2_similarity", "softmax_affinity", "readout", "read_memory", "query
            "blockwise_topk_read"]
 
 
-def _l2_logits(mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool, caller: str) -> torch.Tensor:
-    """(2 K_i.Q_j - ||K_i||^2) / sqrt(C_k), laid out (B, N_m, HW) or, with ``query_major``, (B, HW, N_m)."""
+def _l2_logits(mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool, caller: str,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(2 K_i.Q_j - ||K_i||^2) / sqrt(C_k), laid out (B, N_m, HW) or, with ``query_major``, (B, HW, N_m); float32
+    unless ``dtype`` asks for bfloat16 (the CPU fast path under bf16 autocast, see ``blockwise_topk_read``)."""
     if mem_key.dim() != 3 or query_key.dim() != 3:
         raise ValueError(f"{caller} expects mem_key (B, C_k, N_m) and query_key (B, C_k, HW), "
                          f"got {tuple(mem_key.shape)} and {tuple(query_key.shape)}")
@@ -42,11 +46,13 @@ def _l2_logits(mem_key: torch.Tensor, query_key: torch.Tensor, query_major: bool
                          f"the batch size and the key dimension C_k (dims 0 and 1)")
     key_dim = mem_key.shape[1]
     # float32 even inside an fp16 autocast region: ||K_i||^2 of large keys overflows fp16.
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"{caller}: the similarity is float32 or bfloat16 (float16 overflows), got {dtype}")
     with torch.autocast(device_type=mem_key.device.type, enabled=False):
-        mem_key = mem_key.float()
-        query_key = query_key.float()
+        key_sq = mem_key.float().pow(2).sum(dim=1).to(dtype)             # (B, N_m), summed in float32
+        mem_key = mem_key.to(dtype)
+        query_key = query_key.to(dtype)
         scale = 1 / math.sqrt(key_dim)
-        key_sq = mem_key.pow(2).sum(dim=1)                               # (B, N_m)
         # baddbmm(C, A, B, beta, alpha) = beta * C + alpha * (A @ B): the same formula in one pass over the
         # (HW, N_m) result instead of three (2 * cross, - key_sq, / sqrt(C_k)); that matrix is the largest of a frame
         if query_major:                                                  # (B, HW, N_m)
@@ -177,9 +183,18 @@ def _check_top_k(top_k) -> None:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
 
 
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype of the enclosing CPU autocast region, or None outside one."""
+    if hasattr(torch, "get_autocast_dtype"):                              # torch >= 2.4
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
 def _topk_weights(similarity: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest entries along the last axis: their softmax weights (max-subtracted) and indices, (..., k) each."""
-    values, indices = similarity.float().topk(k, dim=-1)               # sorted: values[..., 0] is the max
+    """The k largest entries along the last axis: their softmax weights (max-subtracted, float32) and indices,
+    (..., k) each."""
+    values, indices = similarity.topk(k, dim=-1)                       # sorted: values[..., 0] is the max
+    values = values.float()
     weights = (values - values[..., :1]).exp()
     return weights / weights.sum(dim=-1, keepdim=True), indices
 
@@ -253,12 +268,17 @@ def blockwise_topk_read(mem_key: torch.Tensor, query_key: torch.Tensor, mem_valu
     B, _, HW = query_key.shape
     _, O, C_v, N_m = mem_value.shape
     k = min(top_k, N_m)
+    device_type = mem_key.device.type
+    # Under CPU bf16 autocast (the default on CPUs with native bf16) the similarity itself is bf16: half the bytes of
+    # the largest matrix of a frame, about 10 % of a 480p lite frame at a full memory; the J&F of the shipped
+    # checkpoint stays within 0.03 of fp32 on every teaching split (README "Precision"). float32 otherwise.
+    dtype = torch.bfloat16 if device_type == "cpu" and _cpu_autocast_dtype() == torch.bfloat16 else torch.float32
     out = mem_value.new_empty(B, HW, O * C_v)
     for b in range(B):
         table = _value_table(mem_value[b])                                                 # (N_m, O*C_v), once
         for start in range(0, HW, rows_per_block):
             block = query_key[b:b + 1, :, start:start + rows_per_block]                     # (1, C_k, rows)
-            similarity = query_major_similarity(mem_key[b:b + 1], block)[0]                 # (rows, N_m)
+            similarity = _l2_logits(mem_key[b:b + 1], block, True, "blockwise_topk_read", dtype)[0]   # (rows, N_m)
             weights, indices = _topk_weights(similarity, k)                                # (rows, k) each
             out[b, start:start + block.shape[2]] = _weighted_gather(indices, weights, table)   # (rows, O*C_v)
     return out.transpose(1, 2).reshape(B, O, C_v, HW)
