@@ -165,7 +165,7 @@ def plan_tasks(world: Path, runs: Path, seeds) -> list[Task]:
                 tasks.append(Task(
                     f"eval-{arm}-{seed}-{split}",
                     cli("eval", "--checkpoint", str(train_dir / "model.safetensors"), "--davis", str(world),
-                        "--split", split, "--out", str(eval_dir), "--workers", "1"),
+                        "--split", split, "--out", str(eval_dir), "--workers", "1", "--no-amp"),   # fp32, as pre-registered
                     eval_dir / f"per-sequence_results-{split}.csv", [f"train-{arm}-{seed}"]))
         for arm in QE_HEALTH_ARMS:
             qe_out = runs / "qe_health" / f"{arm}-{seed}.json"

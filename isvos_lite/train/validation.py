@@ -37,8 +37,10 @@ def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "v
         starts = seq.start_objects                                # {frame index: [object ids starting there]}
         masks_at = {t: seq.read_given_mask(t) for t in starts if t != 0}
         first = seq.read_given_mask(0) if 0 in starts else np.zeros(frames[0].shape[:2], np.uint8)
+        # fp32 (amp=False), not the bf16 inference default of some CPUs: validation numbers stay comparable across
+        # machines and with every run made before that default existed (training itself is fp32 on a CPU)
         predictions = segment_video(model, frames, first, masks_at=masks_at, progress=False,
-                                    max_internal_size=max_internal_size)
+                                    max_internal_size=max_internal_size, amp=False)
         scored = [i for i in seq.gt_indices if 0 < i < len(seq) - 1]
         if not scored:
             continue
