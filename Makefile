@@ -50,7 +50,7 @@ course-html: $(STAMP)
 	$(PY) scripts/export_course.py --out course_html
 
 benchmark: $(STAMP)
-	$(VENV)/bin/isvos-lite benchmark --preset lite --height 480 --width 854 --frames 30 --objects 2 --profile --flops --markdown
+	$(PY) scripts/speed_table.py --preset lite --height 480 --width 854 --frames 30 --objects 2
 	$(VENV)/bin/isvos-lite benchmark --preset paper --height 480 --width 854 --frames 10 --objects 2
 
 # isvos-lite next to Cutie-base on the same frames (Cutie from PyPI in its own .venv-cutie, made on first use)
