@@ -60,3 +60,33 @@ def test_per_module_count_equals_counting_that_module_alone():
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.backbone(torch.zeros(1, 3, 64, 96))
     assert counted["backbone"] == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-4)
+
+
+def test_amp_flag_sets_the_precision_and_flops_are_counted_in_either(capsys):
+    """--amp / --no-amp reach the segmenter (the result names the precision), and --flops works under autocast too
+    (counted in fp32: the same arithmetic in both)."""
+    amp = _benchmark_json(capsys, "--amp", "--flops")
+    fp32 = _benchmark_json(capsys, "--no-amp", "--flops")
+    assert amp["precision"] == "bf16 autocast" and fp32["precision"] == "fp32"
+    assert amp["gflop_per_frame"]["total"] == pytest.approx(fp32["gflop_per_frame"]["total"], rel=1e-6)
+
+
+def test_speed_table_script_prints_both_precisions():
+    """scripts/speed_table.py (the README's speed table) runs the benchmark in bf16 and fp32 and lays them side by side."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "speed_table.py"
+    done = subprocess.run([sys.executable, str(script), "--preset", "tiny", "--height", "64", "--width", "96",
+                           "--frames", "5", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| part"))
+    assert "bf16" in header and "fp32" in header
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "---" not in line}
+    assert {"backbone", "pixel_decoder", "decoder (MPF)", "total"} <= set(rows)
+    total = [float(cell.replace(",", "")) for cell in rows["total"].strip("|").split("|")[1:]]
+    assert total[0] > 0 and total[2] > 0 and total[4] > 0          # ms bf16, ms fp32, GFLOP per frame
+    bad = subprocess.run([sys.executable, str(script), "--rounds", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--rounds" in bad.stderr
