@@ -187,21 +187,29 @@ def default_amp(device: str | torch.device) -> bool:
     Measured on the shipped ``lite`` checkpoint (issue 13): the same J&F within 0.03 on every teaching split (val
     73.41 -> 73.40, look-alike 44.94 -> 44.91, held-out 65.08 -> 65.05), and the convolutions 1.4-2x faster on such
     a CPU. The pixel decoder stays in fp32 under autocast; the CPU top-k read's similarity is bf16 (see their
-    modules). On CPUs
-    without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself (fp16)."""
+    modules). On CPUs without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself
+    (fp16)."""
     return torch.device(device).type == "cpu" and native_bf16_cpu()
 
 
+def amp_dtype(device: str | torch.device) -> torch.dtype:
+    """The autocast dtype of ``amp=True``: float16 on CUDA, bfloat16 on a CPU."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def precision_name(amp: bool, device: str | torch.device) -> str:
+    """"fp32", "bf16 autocast" or "fp16 autocast"."""
+    return ("fp16" if amp_dtype(device) == torch.float16 else "bf16") + " autocast" if amp else "fp32"
+
+
 def precision_note(amp: bool | None, device: str | torch.device = "cpu") -> str:
-    """One line for a command's output: which precision inference runs in, and why."""
-    device = torch.device(device)
+    """One line for a command's output: which precision inference runs in, and why (``amp`` as the user gave it)."""
     used = default_amp(device) if amp is None else amp
-    if not used:
-        why = "--no-amp" if amp is False else "the default here"
-        return f"precision: fp32 ({why})"
-    dtype = "fp16" if device.type == "cuda" else "bf16"
-    why = "--amp" if amp else "the default on a CPU with native bf16; --no-amp for fp32"
-    return f"precision: {dtype} autocast ({why})"
+    if amp is None:
+        why = "the default on a CPU with native bf16; --no-amp for fp32" if used else "the default here"
+    else:
+        why = "--amp" if amp else "--no-amp"
+    return f"precision: {precision_name(used, device)} ({why})"
 
 
 # ---------------------------------------------------------------------------------------------- segmenter
@@ -274,8 +282,7 @@ class VideoSegmenter:
                 self.object_ids.append(oid)
 
         scale = self._internal_scale(H, W)
-        amp_ctx = torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16) \
-            if self.amp else nullcontext()
+        amp_ctx = torch.autocast(self.device.type, dtype=amp_dtype(self.device)) if self.amp else nullcontext()
         with amp_ctx:
             encoded = [self._encode(stream, image, scale) for stream in self.streams]
             # one (1 + known, H, W) prediction per view at the original size (un-flipped, resized back), or None

@@ -143,10 +143,7 @@ def load_average() -> float | None:
 def isvos_times(model, frames, first_mask, warmup: int, amp: bool = False) -> list[float]:
     from isvos_lite.inference import VideoSegmenter
 
-    try:                                                         # paper protocol: mem every 5, 16 frames, top-k 20
-        seg = VideoSegmenter(model, max_internal_size=None, amp=amp)
-    except TypeError:                                            # an older checkout (timing "before" a change)
-        seg = VideoSegmenter(model, max_internal_size=None)
+    seg = VideoSegmenter(model, max_internal_size=None, amp=amp)  # paper protocol: mem every 5, 16 frames, top-k 20
     times = []
     for t, frame in enumerate(frames):
         start = time.perf_counter()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-
 import json
 import os
 import resource
@@ -129,7 +128,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from isvos_lite.inference import VideoSegmenter
+    from isvos_lite.inference import VideoSegmenter, precision_name
     from isvos_lite.model.isvos import ISVOS
 
     for name in ("height", "width", "frames", "objects"):
@@ -202,7 +201,7 @@ def run(args) -> int:
         "memory_frames": len(seg.streams[0].memory.slots), "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_mb_at_frame": rss_log, "memory_bank_mb_at_frame": bank_log, "params": params,
         "threads": torch.get_num_threads(), "threads_chosen_by": threads_note,
-        "precision": ("fp16" if seg.device.type == "cuda" else "bf16") + " autocast" if seg.amp else "fp32",
+        "precision": precision_name(seg.amp, seg.device),
         "cpu_ms_per_frame": round(1000 * float(np.mean(cpu_times)), 2), "load_average": load_average(),
     }
     if profile is not None:
@@ -317,8 +316,9 @@ def conv_ceiling_gflops(device: str = "cpu", repeats: int = 5, amp: bool = False
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     flop = 2 * 64 * 64 * 9 * 120 * 216
     times = []
-    dtype = torch.float16 if device.startswith("cuda") else torch.bfloat16
-    autocast = torch.autocast(torch.device(device).type, dtype=dtype) if amp else contextlib.nullcontext()
+    from isvos_lite.inference import amp_dtype
+
+    autocast = torch.autocast(torch.device(device).type, dtype=amp_dtype(device)) if amp else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
         conv(x)                                   # warm-up (oneDNN picks its kernel)
         for _ in range(repeats):

@@ -42,6 +42,7 @@ def run(args) -> int:
 
     from isvos_lite import course
     from isvos_lite.data.sequences import davis_sequences
+    from isvos_lite.inference import precision_note
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -50,8 +51,7 @@ def run(args) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     print(use_threads(args.threads))
-    from isvos_lite.inference import precision_note
-    print(precision_note(None, args.device))
+    print(precision_note(None, args.device))                     # the demo has no --amp: this machine's default
     world = Path(args.world) if args.world else course.ensure_teaching_world()
     names = args.sequences or _default_sequences(world)
     sequences = davis_sequences(world, names=names)

@@ -59,7 +59,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from isvos_lite.checkpoint import load_checkpoint, read_checkpoint_config
-
     from isvos_lite.inference import precision_note
 
     options = segmenter_options(args)

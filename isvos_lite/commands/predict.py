@@ -14,7 +14,6 @@ The segmenter options (``--mem-every``, ``--max-memory-frames``, ``--top-k``, ``
 from __future__ import annotations
 
 import argparse
-
 import time
 import warnings
 from pathlib import Path

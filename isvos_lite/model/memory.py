@@ -278,7 +278,8 @@ def blockwise_topk_read(mem_key: torch.Tensor, query_key: torch.Tensor, mem_valu
         table = _value_table(mem_value[b])                                                 # (N_m, O*C_v), once
         for start in range(0, HW, rows_per_block):
             block = query_key[b:b + 1, :, start:start + rows_per_block]                     # (1, C_k, rows)
-            similarity = _l2_logits(mem_key[b:b + 1], block, True, "blockwise_topk_read", dtype)[0]   # (rows, N_m)
+            similarity = _l2_logits(mem_key[b:b + 1], block, query_major=True, caller="blockwise_topk_read",
+                                    dtype=dtype)[0]                                         # (rows, N_m)
             weights, indices = _topk_weights(similarity, k)                                # (rows, k) each
             out[b, start:start + block.shape[2]] = _weighted_gather(indices, weights, table)   # (rows, O*C_v)
     return out.transpose(1, 2).reshape(B, O, C_v, HW)
