@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy-data": ("isvos_lite.commands.toy_data", "generate the procedural teaching world (DAVIS / COCO / YouTube-VOS formats)"),
     "train": ("isvos_lite.commands.train", "train a preset (static pretraining and/or main training, joint IS + VOS)"),
     "predict": ("isvos_lite.commands.predict", "segment your own video from one first-frame mask"),
+    "propose": ("isvos_lite.commands.propose", "the instance branch's object proposals on a frame (click one with predict --click)"),
     "eval": ("isvos_lite.commands.evaluate", "run a checkpoint on a DAVIS / YouTube-VOS split and score it"),
     "instance-ap": ("isvos_lite.commands.instance_ap", "instance-segmentation mask AP (COCO, pycocotools) of the IS branch"),
     "convert-mask": ("isvos_lite.commands.convert_mask", "turn a colour / grey / JPEG mask into a palette PNG of object ids"),

@@ -52,7 +52,7 @@ class ModelConfig:
 
     # how the EKE injects the instance maps (§3.2; see isvos_lite/model/key_encoder.py):
     # "cosine" = bounded tau * cos(Q_g, q_vos) (ours, keeps the maps out of saturation) | "literal" = the text
-    # | "identity" = cosine maps, order-invariant map-weighted query content concatenated (ours, issue 10)
+    # | "identity" = cosine maps, order-invariant map-weighted query content concatenated (ours, an experiment)
     qe_injection: str = "cosine"
     qe_tau_max: float = 4.0           # bound of the cosine injection's logits
     qe_tau_init: float | None = None  # its starting temperature (None: tau_max / 2); a scalar moves ~lr per step

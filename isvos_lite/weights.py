@@ -7,7 +7,7 @@ by this package: you download the files yourself and point these loaders at them
   ``.safetensors`` file). Our :class:`~isvos_lite.model.backbone.ResNet` uses torchvision's names, so the
   keys load as they are; ``fc.*`` is dropped. A 5-channel value-encoder conv1 (RGB, mask, other objects)
   fed a 3-channel ImageNet conv1 gets the RGB filters copied and the 2 extra input channels set to zero,
-  so the pretrained network starts by ignoring the masks (XMem's zero init, peers §1.2).
+  so the pretrained network starts by ignoring the masks (XMem's zero init, https://github.com/hkchengrex/XMem).
 * :func:`load_mask2former_detectron2` — detectron2's ``model_final_*.pkl`` of Mask2Former (e.g. the COCO
   R50 instance model ``model_final_3c8ec9.pkl``): backbone, pixel decoder and transformer decoder.
 

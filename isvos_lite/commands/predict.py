@@ -7,6 +7,10 @@ named like their frames, for objects that first appear later. Writes one palette
 ``DIR/<frame name>.png``, with the mask's own ids, and optionally an overlay video (mp4, read back with OpenCV
 to check it). ``DIR`` is written as a whole or not at all.
 
+Without a mask: ``--click X,Y`` (repeatable) picks, for each click, the instance branch's best-scored object proposal
+containing that pixel of the first frame (``isvos-lite propose`` shows them; :mod:`isvos_lite.proposals`), and the
+picked proposals are the first mask (click i = object id i). ``--mask`` stays the precise way.
+
 The segmenter options (``--mem-every``, ``--max-memory-frames``, ``--top-k``, ``--flip``, ``--scales``,
 ``--max-internal-size``, ``--device``, ``--amp``) are shared with ``isvos-lite eval``.
 """
@@ -85,14 +89,22 @@ def internal_size_note(size: tuple[int, int], max_internal_size: int | None) -> 
 
 # ---------------------------------------------------------------------------------------------- predict
 def add_arguments(parser) -> None:
+    from isvos_lite.commands.propose import add_proposal_arguments
+    from isvos_lite.proposals import parse_click
+
     parser.add_argument("--checkpoint", required=True, metavar="CKPT",
                         help="weights (.safetensors with its .json), e.g. checkpoints/lite.safetensors")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--frames", metavar="DIR", help="folder of frames (jpg/png/...), ordered by the number in the name")
     source.add_argument("--video", metavar="FILE", help="video file (mp4/avi/mov) decoded with OpenCV")
-    parser.add_argument("--mask", required=True, metavar="PNG",
-                        help="first-frame mask: palette PNG, pixel value = object id (0 = background); or a folder "
-                             "of masks named like their frames for objects that appear later")
+    first = parser.add_mutually_exclusive_group(required=True)
+    first.add_argument("--mask", metavar="PNG",
+                       help="first-frame mask: palette PNG, pixel value = object id (0 = background); or a folder "
+                            "of masks named like their frames for objects that appear later")
+    first.add_argument("--click", action="append", type=parse_click, metavar="X,Y",
+                       help="instead of --mask: a pixel of an object in the first frame (x from the left, y from the "
+                            "top); it picks the instance branch's best proposal containing it (isvos-lite propose "
+                            "shows them). Repeat for more objects: click i is object id i")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the masks, DIR/<frame>.png")
     parser.add_argument("--overlay", metavar="OUT.mp4", default=None, help="also write an overlay video")
     parser.add_argument("--fps", type=float, default=None,
@@ -100,6 +112,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--objects", type=int, nargs="+", default=None, metavar="ID",
                         help="track only these object ids of the mask (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder / --overlay file")
+    add_proposal_arguments(parser.add_argument_group("--click: the proposals a click chooses among"), "--proposals")
     add_segmenter_arguments(parser)
 
 
@@ -118,7 +131,11 @@ def run(args) -> int:
     _check_outputs(out, overlay_path, args.overwrite)
 
     # read and check the inputs before loading the model or creating anything
-    seq = video_sequence(args.video, args.mask) if args.video else folder_sequence(args.frames, args.mask)
+    mask, model = args.mask, None
+    if args.click:        # the first-frame mask from the instance branch's proposals under the clicks
+        from isvos_lite.commands.propose import click_mask_file
+        mask, model, _click_dir = click_mask_file(args, options["device"])
+    seq = video_sequence(args.video, mask) if args.video else folder_sequence(args.frames, mask)
     starts = tracked_starts(seq, args.objects)
     ids = sorted(i for group in starts.values() for i in group)
     if len(seq) == 1:
@@ -126,7 +143,8 @@ def run(args) -> int:
     note = internal_size_note(seq.size, options["max_internal_size"])
     if note:
         print(note)
-    model = load_checkpoint(args.checkpoint, map_location=options["device"])
+    if model is None:
+        model = load_checkpoint(args.checkpoint, map_location=options["device"])
 
     fps = args.fps or (seq.fps if args.video else 24.0)
     overlay = OverlayVideoWriter(overlay_path, fps=fps) if overlay_path else None

@@ -1,6 +1,6 @@
 """Shape categories, textures and backgrounds of the teaching world.
 
-The teaching world (DESIGN.md, "The teaching world") has four *shape categories*: they are the
+The teaching world (docs/DATA.md) has four *shape categories*: they are the
 instance-segmentation classes of the IS branch (§3.1; the ``lite`` preset has ``num_classes = 4``).
 Every object gets its own texture, drawn in the object's own coordinates so that it moves, turns
 and scales with the object.

@@ -42,8 +42,10 @@ import torch.nn.functional as F
 
 from isvos_lite.model.instance_head import pairwise_mask_iou, postprocess_instances
 
-__all__ = ["predict_instances", "instance_results", "evaluate_results", "score_instance_ap", "require_pycocotools",
-           "suppress_duplicates", "stability_score"]
+__all__ = ["predict_instances", "query_predictions", "instance_results", "evaluate_results", "score_instance_ap",
+           "require_pycocotools", "suppress_duplicates", "stability_score", "DUPLICATE_IOU"]
+
+DUPLICATE_IOU = 0.7     # a mask overlapping a higher-scored one by more is a duplicate (class-agnostic ranking)
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
@@ -105,6 +107,15 @@ def _predict(model, image: np.ndarray, max_detections: int = 100) -> dict:
     finally:
         model.train(was_training)
     return {k: v.cpu() for k, v in result.items()}
+
+
+def query_predictions(model, image: np.ndarray, max_detections: int = 100) -> dict:
+    """Every object query's prediction on one (H, W, 3) uint8 RGB image, as the class-agnostic AP ranks them (CPU):
+    ``query_masks`` (N, H, W) bool (logit > 0), ``query_scores`` (N,) = P(some object) x mean mask probability inside
+    the mask x stability score, and its three factors ``query_objectness``, ``query_quality``, ``query_stability``
+    (plus ``query_iou`` with a mask-IoU head); also the per-(query, class) ``masks``, ``labels``, ``scores`` of
+    :func:`predict_instances`. See the module docstring."""
+    return _predict(model, image, max_detections)
 
 
 def predict_instances(model, image: np.ndarray, max_detections: int = 100) -> list[tuple[np.ndarray, int, float]]:
@@ -310,7 +321,7 @@ def _oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
 
 def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", max_images: int | None = None,
                       progress: bool = True, max_detections: int = 100, diagnose: bool = False,
-                      duplicates: str = "demote", duplicate_iou: float = 0.7) -> dict:
+                      duplicates: str = "demote", duplicate_iou: float = DUPLICATE_IOU) -> dict:
     """Run the IS branch over ``coco_dir/<split>`` and score it with pycocotools (percent; see the module docstring).
 
     The model's class index k is the k-th category of the annotation file by increasing id (as in

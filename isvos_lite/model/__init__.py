@@ -1,1 +1,1 @@
-"""The ISVOS network, one readable component per file (see DESIGN.md's paper-to-module table)."""
+"""The ISVOS network, one readable component per file (the README's model table maps paper sections to modules)."""

@@ -1,4 +1,4 @@
-"""Multi-object soft aggregation (STCN/XMem, peers §1.5).
+"""Multi-object soft aggregation (as in STCN and XMem: https://github.com/hkchengrex/STCN, https://github.com/hkchengrex/XMem).
 
 The VOS decoder (§3.3) predicts every object independently: one sigmoid probability p_o per object.
 Soft aggregation merges them into a single distribution over {background, object 1..O} per pixel:

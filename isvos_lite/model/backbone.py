@@ -11,7 +11,8 @@ Bottleneck blocks put the stride in the 3x3 conv (torchvision "v1.5", detectron2
 Two normalisations:
 
 * ``"frozen_bn"`` — :class:`FrozenBatchNorm2d`, a fixed per-channel affine map. Used with pretrained
-  weights: statistics and affine stay frozen, as in Mask2Former and STCN/XMem (peers §1.1, §3.1).
+  weights: statistics and affine stay frozen, as in Mask2Former and STCN/XMem
+  (https://github.com/facebookresearch/Mask2Former, https://github.com/hkchengrex/STCN).
 * ``"bn"`` — ordinary ``nn.BatchNorm2d`` for training from scratch (the teaching presets). The last
   norm of every residual block starts at gamma = 0 so each block starts as the identity.
 """
@@ -146,7 +147,7 @@ class ResNet(nn.Module):
         depth: 18, 34 (BasicBlock) or 50 (Bottleneck).
         width: channels of the stem (torchvision: 64). Stage widths are width * (1, 2, 4, 8),
             times 4 for Bottleneck outputs.
-        in_channels: 3 for RGB; the value encoder uses 5 (RGB, object mask, other objects, peers §1.2).
+        in_channels: 3 for RGB; the value encoder uses 5 (RGB, object mask, other objects, as STCN/XMem).
         norm: ``"frozen_bn"`` or ``"bn"`` (see the module docstring).
         num_stages: how many of layer1..layer4 to build; 3 stops at res4 (stride 16).
 
@@ -202,7 +203,7 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ResNet expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        # NHWC inside at CPU inference: oneDNN's convolutions and max-pooling are faster on it (issue 13). Not when
+        # NHWC inside at CPU inference: oneDNN's convolutions and max-pooling are faster on it. Not when
         # training: a channels-last backward of this network crashed torch 2.13 on a CPU (bus error)
         channels_last = x.device.type == "cpu" and not torch.is_grad_enabled()
         if channels_last:

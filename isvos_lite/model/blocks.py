@@ -1,11 +1,11 @@
 """Small convolutional building blocks shared by the VOS branch (§3.2 value encoder, §3.3 VOS decoder).
 
-* :class:`ResBlock` — the pre-activation residual block of STCN/XMem (peers §1.2): ReLU -> 3x3 conv ->
+* :class:`ResBlock` — the pre-activation residual block of STCN/XMem (``FeatureFusionBlock``, https://github.com/hkchengrex/STCN): ReLU -> 3x3 conv ->
   ReLU -> 3x3 conv, plus the input (or a 3x3 conv of it when the width changes). No normalisation
   layers: the fusion blocks and the decoder of memory-based VOS models use none.
 * :class:`ChannelGate`, :class:`SpatialGate`, :class:`CBAM` — the Convolutional Block Attention Module
   (Woo et al., ECCV 2018), which the paper puts after the value encoder's first ResBlock ("two ResBlocks
-  and a CBAM block", §3.2 "Memory Update"; peers §1.2).
+  and a CBAM block", §3.2 "Memory Update"; as STCN/XMem).
 * :func:`resize_to` — bilinear resizing to a given feature map's size (the "up(·)" of Eq. (4)).
 """
 
@@ -21,7 +21,7 @@ __all__ = ["ResBlock", "ChannelGate", "SpatialGate", "CBAM", "resize_to"]
 class ResBlock(nn.Module):
     """Pre-activation residual block: out = conv2(relu(conv1(relu(x)))) + shortcut(x).
 
-    ``shortcut`` is the identity when ``in_dim == out_dim`` and a 3x3 conv otherwise (STCN/XMem, peers §1.2).
+    ``shortcut`` is the identity when ``in_dim == out_dim`` and a 3x3 conv otherwise (STCN/XMem).
 
     Args:
         in_dim: input channels.
@@ -84,7 +84,7 @@ class SpatialGate(nn.Module):
 
 
 class CBAM(nn.Module):
-    """Convolutional Block Attention Module: a channel gate, then a spatial gate (peers §1.2).
+    """Convolutional Block Attention Module: a channel gate, then a spatial gate (Woo et al., ECCV 2018, as STCN/XMem use it).
 
     Returns the gated features; the value encoder uses it residually, ``x + CBAM(x)``.
     """

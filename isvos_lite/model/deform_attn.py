@@ -9,7 +9,8 @@ by learned offsets, and mixes the bilinearly sampled values with learned softmax
     out(q) = W_o Σ_heads Σ_levels Σ_points A_{hlp}(q) · V_h^l( ref_l(q) + Δ_{hlp}(q) / (W_l, H_l) )
 
 Sampling uses ``F.grid_sample`` (bilinear, zeros outside, ``align_corners=False``), so no compiled
-CUDA op is needed (the most common install failure of the reference code, peers §4.4).
+CUDA op is needed (the most common install failure of the reference code,
+https://github.com/fundamentalvision/Deformable-DETR; its ``ms_deform_attn_core_pytorch`` is the same computation).
 Coordinates are normalised (x, y) in [0, 1]; pixel (i, j) of a level has its centre at
 ((j + 0.5) / W_l, (i + 0.5) / H_l).
 
@@ -21,8 +22,8 @@ Two implementations of the same sum, tested equal (``tests/test_deform_attn.py``
   so the whole of Eq. (2) for one query and head is a weighted sum of 4·L·P pixels of that head's value map;
   ``F.embedding_bag(mode="sum", per_sample_weights=...)`` computes exactly such sums of gathered rows, without
   materialising the (B·M, D, Lq, L·P) sample tensor. Its work is done by :func:`gather_level_major`, which takes
-  the locations and weights level-major (``MSDeformAttn`` produces them in that layout directly). 3-4x faster on
-  a CPU (issue 13).
+  the locations and weights level-major (``MSDeformAttn`` produces them in that layout directly). Faster on a CPU
+  (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def gather_level_major(value: torch.Tensor, spatial_shapes: torch.Tensor, xy: to
 
 
 def softmax_short_last_axis(x: torch.Tensor) -> torch.Tensor:
-    """``x.softmax(-1)`` written out: exp(x - max) / sum. Same numbers (to float rounding); about 3x faster than
-    ``torch.softmax`` on a CPU when the last axis is as short as Eq. (2)'s L·P = 12 weights per head (issue 13)."""
+    """``x.softmax(-1)`` written out: exp(x - max) / sum. Same numbers (to float rounding); faster than ``torch.softmax``
+    on a CPU when the last axis is as short as Eq. (2)'s L·P = 12 weights per head."""
     e = (x - x.amax(-1, keepdim=True)).exp_()
     return e / e.sum(-1, keepdim=True)
 
@@ -190,7 +191,7 @@ class MSDeformAttn(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        """Deformable DETR's initialisation (peers §4.3): head h looks along direction 2πh/M, point p at
+        """Deformable DETR's initialisation (``MSDeformAttn._reset_parameters``, https://github.com/fundamentalvision/Deformable-DETR): head h looks along direction 2πh/M, point p at
         radius p+1 pixels (the direction scaled so its larger coordinate is 1); uniform weights; xavier projections."""
         nn.init.zeros_(self.sampling_offsets.weight)
         angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)

@@ -4,11 +4,11 @@ Paper, step by step, and how this file reads it:
 
 1. Q_g = 3x3 conv(F_res4) with C_h = C_d channels ("we follow [15] to first apply a 3x3 conv").
 2. q̃_vos = DeformAttn(q̃_ins, p, Q_g)                                                         Eq. (2)
-   Single-level multi-scale deformable attention (peers §4.5): queries are the IS branch's updated object
+   Single-level multi-scale deformable attention (Deformable DETR, https://github.com/fundamentalvision/Deformable-DETR): queries are the IS branch's updated object
    queries q̃_ins (+ their positional embedding), the value map is Q_g flattened, and it is wrapped like a
    Deformable-DETR decoder layer: attention -> residual -> LayerNorm -> FFN -> residual -> LayerNorm.
    **Reference points p** — the paper only says "a set of 2-d reference points". We take the
-   instance-aware reading (peers §4.5 option (b)): p_n is the centroid of query n's predicted mask, i.e.
+   instance-aware reading: p_n is the centroid of query n's predicted mask, i.e.
    the confidence-weighted mean pixel centre of sigmoid(mask_logits) over the pixels where it exceeds 0.5,
    detached from the graph; a query whose mask is empty (no pixel above 0.5) falls back to the image
    centre (0.5, 0.5). See :func:`mask_centroids`.
@@ -46,7 +46,7 @@ Paper, step by step, and how this file reads it:
    by the query's objectness, which keeps the N maps instance-specific instead of N copies of one foreground
    map. The paper trains the key only through the VOS loss; this term is ours too.
 4. Key Q = 3x3 conv(Q_cat) to C_k channels ("a convolutional projection head"); orthogonal weight and
-   zero bias as STCN's key projection (peers §1.1).
+   zero bias as STCN's key projection (``KeyProjection``, https://github.com/hkchengrex/STCN).
 
 ``flatten_maps`` (a runtime switch, not a weight): replace each map by its own spatial mean before the
 concatenation. It is the QE-health test of :mod:`isvos_lite.eval.qe_health`: if the key projection really uses
@@ -165,7 +165,7 @@ class EnhancedKeyEncoder(nn.Module):
 
         self.global_proj = nn.Conv2d(in_channels, hidden_dim, kernel_size=3, padding=1)     # F_res4 -> Q_g
         if query_enhancement:
-            # Eq. (2) wrapped as a Deformable-DETR decoder layer (peers §4.5).
+            # Eq. (2) wrapped as a Deformable-DETR decoder layer (https://github.com/fundamentalvision/Deformable-DETR).
             self.deform_attn = MSDeformAttn(hidden_dim, n_levels=1, n_heads=num_heads, n_points=num_points)
             self.attn_norm = nn.LayerNorm(hidden_dim)
             self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, hidden_dim))

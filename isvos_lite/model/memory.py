@@ -8,7 +8,7 @@ Notation (per batch element):
 * memory values V: (O, C_v, N_m)                     (one value per object)
 
 Eq. (3) is a softmax over the memory axis of the negative squared L2 distance, scaled by 1/sqrt(C_k)
-(STCN, peers §1.3):
+(STCN, https://github.com/hkchengrex/STCN):
 
     d(K_i, Q_j) = -||K_i - Q_j||^2 / sqrt(C_k) = (2 K_i.Q_j - ||K_i||^2 - ||Q_j||^2) / sqrt(C_k)
 
@@ -18,7 +18,7 @@ keeps only the top-k (k = 20, STCN) similarities of every query pixel.
 
 Numerics: the similarity is computed in float32 even under fp16 autocast (the squared norms of large
 keys overflow fp16), and the softmax subtracts the per-column maximum before exponentiating, so large
-similarities cannot turn into inf / inf = NaN (the reference top-k path does not; peers §1.3). The one
+similarities cannot turn into inf / inf = NaN (STCN's top-k path does not). The one
 exception is the CPU inference path under bf16 autocast (``blockwise_topk_read``): bf16 has float32's range, and
 its similarity is bf16 (the squared key norms still summed in float32), which the J&F does not notice.
 """
@@ -240,7 +240,7 @@ def topk_readout(similarity: torch.Tensor, mem_value: torch.Tensor, top_k: int):
     return torch.stack(out).view(B, O, C_v, HW), weights, indices
 
 
-# Issue 13: with a full memory (16 frames) the query-major similarity of a 480p frame is 1,620 x 25,920 floats
+# With a full memory (16 frames) the query-major similarity of a 480p frame is 1,620 x 25,920 floats
 # (168 MB): written by baddbmm, then read again by top-k, it never fits in a cache, and on a CPU top-k then waits on
 # main memory (about half the time of a 480p lite frame at full memory). Computed for a block of query pixels at a
 # time, each block's (rows, N_m) slice is still in the cache when top-k reads it: the same numbers, 1.3-1.7x faster.

@@ -13,7 +13,7 @@ One block (Fig. 4): 3x3 convs align B_i and P_i to the width of O_{i-1} (B̃_i, 
 
 where ``up`` resizes bilinearly to B_i's size. O_{i-1} is one stride coarser than B_i except for the first
 block (F_mem and res4 are both at s16: ``up`` is the identity there); P_i is always one stride coarser
-than B_i, so up(P̃_i) is a x2 upsampling (peers §8). The last layer is ReLU -> 3x3 conv -> one logit per
+than B_i, so up(P̃_i) is a x2 upsampling. The last layer is ReLU -> 3x3 conv -> one logit per
 object at stride 4; the caller upsamples it bilinearly to the frame size.
 
 Without multi-path fusion (Table 3, "w/o MPF") a block is the plain STCN/XMem up-block
@@ -21,9 +21,9 @@ O_i = ResBlock(up(O_{i-1}) + B̃_i), and the P convolutions do not exist.
 
 Objects: the readout has one map per object, the skips and P are per frame. B̃_i and P̃_i are therefore
 computed once per frame and broadcast over the objects (the same result as convolving a per-object copy);
-everything after the first addition runs with the objects folded into the batch (peers §1.5).
+everything after the first addition runs with the objects folded into the batch (as XMem's decoder, https://github.com/hkchengrex/XMem).
 
-Shared half of the fusion (speed, issue 13): the ResBlock's input concat(a_o, p) has a per-object half a_o and
+Shared half of the fusion (speed): the ResBlock's input concat(a_o, p) has a per-object half a_o and
 a half p = up(P̃_i) that is the same for every object. A convolution over concatenated channels is the sum of
 convolutions over each part, and ReLU acts channel by channel, so
 

@@ -5,7 +5,7 @@ It turns the backbone stages into
     upsampled, by the VOS decoder's Multi-Path Fusion (§3.3, Eq. (4));
   * the per-pixel embeddings F_pixel (C_eps channels, stride 4) that the mask head dots with queries.
 
-Steps (Mask2Former's ``MSDeformAttnPixelDecoder``, peers §3.2):
+Steps (Mask2Former's ``MSDeformAttnPixelDecoder``, https://github.com/facebookresearch/Mask2Former):
   1. res5, res4, res3 -> 1x1 conv + GroupNorm to conv_dim;
   2. flatten and concatenate the 3 levels; add sine position + a learned level embedding;
   3. ``num_layers`` post-norm encoder layers: deformable self-attention (every pixel is a query whose

@@ -42,7 +42,7 @@ class PositionEmbeddingSine(nn.Module):
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
         # Without a mask the embedding depends only on the map's size: kept for the last few sizes, since a video
-        # asks for the same ones every frame (issue 13). Inference tensors are kept apart from normal ones.
+        # asks for the same ones every frame. Inference tensors are kept apart from normal ones.
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -227,7 +227,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         instance_lr_scale=0.1, grad_clip=3.0, freeze_batchnorm=False, instance_weight=0.25,
         instance_batch_size=4, instance_every=1, num_points=1024, instance_data="stream", qe_align_weight=0.5,
         # one DataLoader worker: the next step's procedural images and clips are made on the second core while
-        # this step trains (batches are a pure function of the step, so the results do not change; issue 13)
+        # this step trains (batches are a pure function of the step, so the results do not change)
         amp=False, num_workers=1, log_every=10, checkpoint_every=100, val_every=300, val_videos=6, val_size=0,
     ),
 }

@@ -1,4 +1,4 @@
-"""Visualisation for the course: one visual grammar for every notebook (issue 6).
+"""Visualisation for the course: one visual grammar for every notebook.
 
 Static functions take numpy arrays or torch tensors (never model objects) and return a
 matplotlib Figure; the explorers in :mod:`isvos_lite.viz.widgets` are ipywidgets shells over them.
