@@ -184,10 +184,8 @@ def native_bf16_cpu() -> bool:
 def default_amp(device: str | torch.device) -> bool:
     """The default of ``amp``: bfloat16 autocast on a CPU that computes bf16 natively, fp32 everywhere else.
 
-    Measured on the shipped ``lite`` checkpoint (issue 13): the same J&F within 0.03 on every teaching split (val
-    73.41 -> 73.40, look-alike 44.94 -> 44.91, held-out 65.08 -> 65.05), and the convolutions 1.4-2x faster on such
-    a CPU. The pixel decoder stays in fp32 under autocast; the CPU top-k read's similarity is bf16 (see their
-    modules). On CPUs without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself
+    The pixel decoder stays in fp32 under autocast; the CPU top-k read's similarity is bf16 (see their modules).
+    What it costs in J&F and gains in speed on the shipped checkpoints: docs/PERFORMANCE.md, "Precision". On CPUs without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself
     (fp16)."""
     return torch.device(device).type == "cpu" and native_bf16_cpu()
 
@@ -454,7 +452,7 @@ class VideoSegmenter:
         return probs
 
     def _insert_given(self, probs: torch.Tensor, given: dict[int, torch.Tensor]) -> torch.Tensor:
-        """Put the given masks in; other objects lose the given pixels; re-aggregate (peers §1.6)."""
+        """Put the given masks in; other objects lose the given pixels; re-aggregate (as XMem's inference core)."""
         obj = probs[1:].clone()                                                     # (O, H, W)
         covered = torch.zeros_like(probs[0])
         for oid, m in given.items():

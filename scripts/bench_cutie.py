@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                         "policy, isvos_lite.threads)")
     parser.add_argument("--flops", action="store_true", help="also count GFLOP per predicted frame of both models")
     parser.add_argument("--amp", action="store_true",
-                        help="run both models under bf16 autocast (CPU); default: both in fp32, the issue-13 target's path")
+                        help="run both models under bf16 autocast (CPU); default: both in fp32")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Fit a mask-IoU head alone on a trained IS branch (issue 9; ``docs/experiments/instance_ranking_protocol.md``,
+"""Fit a mask-IoU head alone on a trained IS branch (``docs/experiments/instance_ranking_protocol.md``,
 amendment 2).
 
 Loads an instance-stage checkpoint into the same model with ``mask_iou_head=True``, freezes every other weight and

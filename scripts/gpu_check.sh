@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness check for isvos-lite, on one CUDA GPU, in a few minutes (issue 12, item 11):
+# GPU readiness check for isvos-lite, on one CUDA GPU, in a few minutes:
 #   1. the CUDA / AMP unit tests (tests/test_cuda.py: GPU against CPU, bf16 and fp16 autocast, fp16 + GradScaler
 #      training steps) and a few fast unit-test files, on the GPU machine;
 #   2. the `paper` preset trained for GPU_CHECK_ITERS iterations with AMP on a generated teaching world

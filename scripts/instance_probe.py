@@ -1,4 +1,4 @@
-"""Probes of the IS branch's learning (issue 9): can it learn, and what has a trained one learnt?
+"""Probes of the IS branch's learning: can it learn, and what has a trained one learnt?
 
     # train the lite IS branch from scratch for N steps and print its loss terms
     python scripts/instance_probe.py train --data fixed --iters 150    # one fixed batch of 8: can it memorise?

@@ -1,4 +1,4 @@
-"""Score duplicate-suppression candidates for the IS branch's class-agnostic ranking (issue 9).
+"""Score duplicate-suppression candidates for the IS branch's class-agnostic ranking.
 
 Protocol: ``docs/experiments/instance_ranking_protocol.md``. One model pass per image; every candidate ranks the
 same per-query masks (``isvos_lite.eval.instance_ap.suppress_duplicates``) and is scored with pycocotools.

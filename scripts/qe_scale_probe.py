@@ -1,4 +1,4 @@
-"""Why flattening the EKE's maps changes nothing: how loud the injected channels are in the query key (issue 10).
+"""Why flattening the EKE's maps changes nothing: how loud the injected channels are in the query key.
 
     python scripts/qe_scale_probe.py runs/table3/full-0/model.safetensors runs/table3/full_identity_sharp-0/model.safetensors
 

@@ -52,7 +52,7 @@ NOTEBOOK_RUN_S = 240       # Run All of notebook 04 in small mode takes ~30-60 s
 REDRAW_S = 60              # one explorer redraw: well under a second, but the kernel may still be busy
 
 # The notebook's kernel is ready when the session of the current widget reports 'idle' (the status-bar text
-# can say idle before the kernel exists; shared/reference/ui_recipe).
+# can say idle before the kernel exists).
 KERNEL_IDLE_JS = (
     "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
     " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"

@@ -1,4 +1,4 @@
-"""The inference fast paths of issue 13 against their readable references (same numbers, float tolerance).
+"""The inference fast paths against their readable references (same numbers, float tolerance).
 
 * deformable attention: ``ms_deform_attn_gather`` (one embedding_bag) = ``ms_deform_attn_core`` (grid_sample);
 * the MPF decoder: the object-shared half of each fusion block computed once per frame = the concatenation of Eq. (4);
@@ -126,7 +126,7 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
 
 @pytest.mark.slow
 def test_a_dataloader_worker_gives_the_same_training_run(tmp_path):
-    """The lite recipe makes its batches in one DataLoader worker (issue 13): the losses are those of num_workers=0."""
+    """The lite recipe makes its batches in one DataLoader worker: the losses are those of num_workers=0."""
     import json
 
     from training_helpers import make_tiny_world, tiny_train_config

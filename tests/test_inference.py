@@ -142,7 +142,7 @@ def test_segment_video_returns_masks_with_user_ids(tiny_model):
 
 
 def test_default_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model, monkeypatch):
-    """Issue 13: amp=None picks bf16 autocast where the CPU computes bf16 natively, fp32 elsewhere; an explicit
+    """amp=None picks bf16 autocast where the CPU computes bf16 natively, fp32 elsewhere; an explicit
     choice always wins, and the CLI's --amp / --no-amp map onto it."""
     import argparse
 

@@ -204,7 +204,7 @@ def test_decoder_rejects_wrong_pyramid():
 
 
 def test_paper_sizes_match_mask2former_r50():
-    """ResNet-50 23.5 M + pixel decoder 6.0 M + transformer decoder 14.5 M (peers §3.5). Construction only."""
+    """ResNet-50 23.5 M + pixel decoder 6.0 M + transformer decoder 14.5 M (Mask2Former's R50 model). Construction only."""
     count = lambda m: sum(p.numel() for p in m.parameters())
     backbone = ResNet(depth=50, norm="bn")
     pixel = MSDeformAttnPixelDecoder(backbone.channels, 256, 256, 6, 8, 4, 1024)

@@ -1,4 +1,4 @@
-"""Memory reading (Eq. (3), §3.2) and soft aggregation (peers §1.5) against brute-force references."""
+"""Memory reading (Eq. (3), §3.2) and soft aggregation (STCN/XMem) against brute-force references."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def test_topk_readout_equals_dense_topk_path():
 
 
 def test_blockwise_topk_read_equals_the_whole_similarity_path():
-    """Issue 13's cache-friendly memory read: any block size (dividing HW or not) gives topk_readout's readout."""
+    """The cache-friendly memory read: any block size (dividing HW or not) gives topk_readout's readout."""
     from isvos_lite.model.memory import blockwise_topk_read, query_major_similarity, topk_readout
     g = torch.Generator().manual_seed(5)
     mem_key, query_key = torch.randn(2, 8, 90, generator=g), torch.randn(2, 8, 37, generator=g)

@@ -1,5 +1,5 @@
 """Per-frame DAVIS J and F (isvos_lite.eval.metrics) against hand-computed answers and a plain
-reference written here from the official definition (shared/reference/davis_metric_spec.md §5, §6):
+reference written here from the official definition (docs/DAVIS_METRIC.md §5, §6):
 full-frame boundary maps and cv2.dilate with a disk, per object, as the official code does."""
 
 import cv2

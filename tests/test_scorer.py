@@ -1,5 +1,5 @@
 """The DAVIS scorer (isvos_lite.eval.scorer) and the ``isvos-lite score`` command: a hand-computed
-known-answer set, the spec's edge cases (shared/reference/davis_metric_spec.md) and bad input."""
+known-answer set, the spec's edge cases (docs/DAVIS_METRIC.md) and bad input."""
 
 import csv
 

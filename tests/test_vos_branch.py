@@ -173,7 +173,7 @@ def test_key_encoder_switch_changes_parameters():
     assert not hasattr(without_qe, "deform_attn") and not hasattr(without_qe, "ffn")
     assert with_qe.key_proj.in_channels == C_H + N and without_qe.key_proj.in_channels == C_H
     assert sum(p.numel() for p in with_qe.parameters()) > sum(p.numel() for p in without_qe.parameters())
-    # orthogonal key projection, zero bias (peers §1.1)
+    # orthogonal key projection, zero bias (STCN's KeyProjection)
     w = without_qe.key_proj.weight.flatten(1)            # (C_k, C_h * 9), rows orthonormal
     torch.testing.assert_close(w @ w.T, torch.eye(8), atol=1e-5, rtol=0)
     assert (without_qe.key_proj.bias == 0).all()

@@ -1,7 +1,7 @@
 """Headless tests of the explorers' callbacks: set `.value` or replay a click, then look at the figure.
 
 No browser and no kernel: ipywidgets fire `observe` callbacks in plain Python, and an ipympl click is
-reproduced with a synthetic matplotlib MouseEvent on the Agg canvas (shared/reference/ui_recipe).
+reproduced with a synthetic matplotlib MouseEvent on the Agg canvas.
 """
 
 import matplotlib

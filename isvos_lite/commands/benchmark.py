@@ -1,6 +1,6 @@
 """``isvos-lite benchmark``: per-frame inference time and memory of a preset (random weights or a checkpoint).
 
-The protocol follows the field's FPS convention (peers §7): all objects of a frame together, I/O excluded,
+The protocol follows the field's FPS convention (STCN, XMem, Cutie): all objects of a frame together, I/O excluded,
 memory written every 5th frame up to 16 frames, top-k 20 (§4.1). Frames are synthetic (moving textured
 blobs, any length: ``--frames 2000`` is a long video) or a real video (``--video FILE`` / ``--frames-dir DIR``
 with ``--mask``); each frame is made or decoded before the clock starts. The first ``--warmup`` frames are

@@ -9,7 +9,7 @@ Runs a checkpoint over a benchmark split with the paper's inference protocol (§
   ``per-sequence_results-<split>.csv`` and ``per-frame_results-<split>.csv`` into ``DIR``. Test splits
   (no full ground truth) are only segmented.
 * ``--youtube ROOT``: YouTube-VOS (``ROOT/<split>/meta.json``). Frames are propagated through
-  ``<split>_all_frames`` when it exists (the usual protocol, peers §5.4); masks are written only for the
+  ``<split>_all_frames`` when it exists (the usual protocol, as XMem's YouTube-VOS evaluation); masks are written only for the
   frames listed in ``meta.json``, at the original size with the original ids, in the submission layout
   ``DIR/Annotations/<video>/<frame>.png``, and zipped to ``DIR/submission.zip`` for the evaluation server.
 

@@ -1,6 +1,6 @@
 """``isvos-lite predict --checkpoint CKPT (--frames DIR | --video FILE) --mask FIRST.png --out DIR [--overlay OUT.mp4]``
 
-Your own video, one mask, masks out (peers §6, item 1): the frames (a folder of images sorted by the number in
+Your own video, one mask, masks out: the frames (a folder of images sorted by the number in
 their names, or a video file decoded with OpenCV) are segmented with the paper's inference protocol (§4.1) from
 the first frame's mask, a palette PNG whose pixel values are object ids. ``--mask`` may also be a folder of masks
 named like their frames, for objects that first appear later. Writes one palette PNG per frame,

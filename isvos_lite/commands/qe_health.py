@@ -1,4 +1,4 @@
-"""``isvos-lite qe-health``: is the Enhanced Key Encoder's query enhancement alive in a checkpoint? (§3.2, issue 10)
+"""``isvos-lite qe-health``: is the Enhanced Key Encoder's query enhancement alive in a checkpoint? (§3.2)
 
 Example::
 

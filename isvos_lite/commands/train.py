@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qe-tau-init", type=float, default=None,
                         help="starting temperature of the bounded injections (default: half the bound)")
     parser.add_argument("--qe-balance", action="store_true",
-                        help="rescale the injected EKE channels to Q_g's spatial deviation (an experiment, issue 10)")
+                        help="rescale the injected EKE channels to Q_g's spatial deviation (an experiment)")
     parser.add_argument("--mask-iou-head", action="store_true",
                         help="add a mask-IoU head to the IS branch (not in the paper): it learns each query mask's IoU "
                              "and ranks instance masks in instance-ap (scripts/fit_iou_head.py fits one alone)")

@@ -4,8 +4,8 @@ evaluation computes them.
 The paper reports mean J, mean F and their average J&F on DAVIS 2016/2017 (§4.1, "Evaluation
 datasets and metrics"; Tables 1-5). This module gives the per-frame numbers; ``scorer.py`` turns
 them into Mean / Recall / Decay and the official CSV files. Every rule below follows
-``shared/reference/davis_metric_spec.md`` (the official code, commit ac7c43f, read and run on
-synthetic data); section numbers "spec §n" refer to it.
+``docs/DAVIS_METRIC.md`` (the official code, https://github.com/davisvideochallenge/davis2017-evaluation, read and
+run on synthetic data); section numbers "spec §n" refer to it.
 
 For one object k of a frame, with G = (gt == k) and P = (pred == k):
 

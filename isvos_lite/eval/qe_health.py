@@ -1,4 +1,4 @@
-"""Is query enhancement alive? A health check of the Enhanced Key Encoder's injection maps (§3.2, issue 10).
+"""Is query enhancement alive? A health check of the Enhanced Key Encoder's injection maps (§3.2).
 
 The EKE injects one map per object query into the query key: map_n(x) = sigmoid(logit_n(x)). Query enhancement
 can only matter if those maps say *where each instance is*. Four numbers tell whether they do:

@@ -3,7 +3,7 @@
 The paper reports J&F, J-Mean and F-Mean on DAVIS 2016 / 2017 val (§4.1, "Evaluation datasets and
 metrics"; Tables 1, 2). This module reproduces the official evaluation
 (davisvideochallenge/davis2017-evaluation) number for number, as written down in
-``shared/reference/davis_metric_spec.md`` ("spec §n" below), and is much faster:
+``docs/DAVIS_METRIC.md`` ("spec §n" below), and is much faster:
 
 * per-frame J and F come from :mod:`isvos_lite.eval.metrics` (equal to the official values);
 * frames: the annotation PNGs of each sequence, sorted by name; the **first and the last are not

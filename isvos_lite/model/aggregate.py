@@ -1,4 +1,4 @@
-"""Multi-object soft aggregation (as in STCN and XMem: https://github.com/hkchengrex/STCN, https://github.com/hkchengrex/XMem).
+"""Multi-object soft aggregation, as in STCN (https://github.com/hkchengrex/STCN) and XMem.
 
 The VOS decoder (§3.3) predicts every object independently: one sigmoid probability p_o per object.
 Soft aggregation merges them into a single distribution over {background, object 1..O} per pixel:

@@ -1,7 +1,7 @@
 """Small convolutional building blocks shared by the VOS branch (§3.2 value encoder, §3.3 VOS decoder).
 
-* :class:`ResBlock` — the pre-activation residual block of STCN/XMem (``FeatureFusionBlock``, https://github.com/hkchengrex/STCN): ReLU -> 3x3 conv ->
-  ReLU -> 3x3 conv, plus the input (or a 3x3 conv of it when the width changes). No normalisation
+* :class:`ResBlock` — the pre-activation residual block of STCN/XMem (https://github.com/hkchengrex/STCN):
+  ReLU -> 3x3 conv -> ReLU -> 3x3 conv, plus the input (or a 3x3 conv of it when the width changes). No normalisation
   layers: the fusion blocks and the decoder of memory-based VOS models use none.
 * :class:`ChannelGate`, :class:`SpatialGate`, :class:`CBAM` — the Convolutional Block Attention Module
   (Woo et al., ECCV 2018), which the paper puts after the value encoder's first ResBlock ("two ResBlocks
@@ -84,7 +84,7 @@ class SpatialGate(nn.Module):
 
 
 class CBAM(nn.Module):
-    """Convolutional Block Attention Module: a channel gate, then a spatial gate (Woo et al., ECCV 2018, as STCN/XMem use it).
+    """Convolutional Block Attention Module: a channel gate, then a spatial gate (Woo et al., ECCV 2018; STCN/XMem).
 
     Returns the gated features; the value encoder uses it residually, ``x + CBAM(x)``.
     """

@@ -191,8 +191,9 @@ class MSDeformAttn(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        """Deformable DETR's initialisation (``MSDeformAttn._reset_parameters``, https://github.com/fundamentalvision/Deformable-DETR): head h looks along direction 2πh/M, point p at
-        radius p+1 pixels (the direction scaled so its larger coordinate is 1); uniform weights; xavier projections."""
+        """Deformable DETR's initialisation (``_reset_parameters`` of its ``MSDeformAttn``,
+        https://github.com/fundamentalvision/Deformable-DETR): head h looks along direction 2πh/M, point p at radius
+        p+1 pixels (the direction scaled so its larger coordinate is 1); uniform weights; xavier projections."""
         nn.init.zeros_(self.sampling_offsets.weight)
         angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
         directions = torch.stack([angles.cos(), angles.sin()], dim=-1)                 # (M, 2)

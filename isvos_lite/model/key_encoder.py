@@ -4,9 +4,10 @@ Paper, step by step, and how this file reads it:
 
 1. Q_g = 3x3 conv(F_res4) with C_h = C_d channels ("we follow [15] to first apply a 3x3 conv").
 2. q̃_vos = DeformAttn(q̃_ins, p, Q_g)                                                         Eq. (2)
-   Single-level multi-scale deformable attention (Deformable DETR, https://github.com/fundamentalvision/Deformable-DETR): queries are the IS branch's updated object
-   queries q̃_ins (+ their positional embedding), the value map is Q_g flattened, and it is wrapped like a
-   Deformable-DETR decoder layer: attention -> residual -> LayerNorm -> FFN -> residual -> LayerNorm.
+   Single-level multi-scale deformable attention (Deformable DETR,
+   https://github.com/fundamentalvision/Deformable-DETR): queries are the IS branch's updated object queries q̃_ins
+   (+ their positional embedding), the value map is Q_g flattened, and it is wrapped like a Deformable-DETR
+   decoder layer: attention -> residual -> LayerNorm -> FFN -> residual -> LayerNorm.
    **Reference points p** — the paper only says "a set of 2-d reference points". We take the
    instance-aware reading: p_n is the centroid of query n's predicted mask, i.e.
    the confidence-weighted mean pixel centre of sigmoid(mask_logits) over the pixels where it exceeds 0.5,
@@ -18,29 +19,23 @@ Paper, step by step, and how this file reads it:
    ``"literal"``  maps_n = sigmoid(<Q_g(x), q̃_vos_n> / sqrt(C_h)), the text of §3.2 as written.
    ``"cosine"``   maps_n = sigmoid(tau * cos(Q_g(x), q̃_vos_n - mean_m q̃_vos_m)), tau = tau_max * sigmoid(theta),
                   so every logit lies in [-tau_max, tau_max] (tau_max = 4: maps stay inside [0.018, 0.982]).
-                  **This is a deviation from the literal text** (the default of every preset). Why: trained
-                  with the literal form on the teaching world, the logits drifted to about +9, 98 % of the map
-                  values were above 0.9 and the N maps were one map repeated (pairwise correlation 0.99);
-                  there the sigmoid passes no gradient and the L2 matching of Eq. (3) ignores an offset shared
-                  by all keys, so replacing every map by its spatial mean changed nothing (issue 10). Normalising
-                  both factors removes the norm growth that drives the drift, the bound keeps the logits from
-                  running away (|logit| <= tau_max), and centring the queries (subtracting their mean over the
-                  N queries) stops a direction that all queries share from making the N maps copies of one map
-                  (a pilot: map-map correlation 0.99 without centring, 0.48 with it; docs/DESIGN_NOTES.md).
-                  The literal form stays available so that a student can watch the failure (notebook 05).
+                  **This is a deviation from the literal text** (the default of every preset). The literal
+                  logits can grow without bound: once the sigmoid saturates it passes no gradient, and the L2
+                  matching of Eq. (3) ignores an offset shared by all keys. Normalising both factors removes
+                  the norm growth, the bound keeps the logits from running away (|logit| <= tau_max), and
+                  centring the queries (subtracting their mean over the N queries) stops a direction that all
+                  queries share from making the N maps copies of one map. What the literal form did in
+                  training, and what this one does: docs/DESIGN_NOTES.md §1. The literal form stays available
+                  so that a student can watch the failure (notebook 05).
    ``"identity"`` the cosine maps as above, but what is concatenated to Q_g is not the N maps in query order:
                   it is, at every pixel, the map-weighted mean of the (projected) enhanced queries,
                   I(x) = sum_n maps_n(x) W q̃_vos_n / sum_n maps_n(x), W: Linear(C_h -> N) (so Q_cat keeps the
-                  width C_h + N). **A further deviation** (ours, an experiment of issue 10): the N map channels
-                  are in query order, and which query covers which instance changes between frames (78 % of
-                  query-instance assignments stay the same over 5 frames on the shipped checkpoint), so the
-                  key projection cannot read "this pixel belongs to the instance seen in memory" from channel n.
+                  width C_h + N). **A further deviation** (ours, an experiment): the N map channels are in
+                  query order, and which query covers which instance can change between frames, so the key
+                  projection cannot read "this pixel belongs to the instance seen in memory" from channel n.
                   I(x) is the same whichever query slot covers the instance: an order-invariant instance
-                  identity per pixel, built from the same dot-product-and-sigmoid maps.
-                  Measured on the shipped checkpoints (docs/DESIGN_NOTES.md §1): the maps no longer saturate,
-                  but the key projection still ignores them (flattening them costs < 0.2 J&F), as it does for
-                  the literal form trained the same way: this keeps the maps healthy, it does not yet make
-                  query enhancement matter.
+                  identity per pixel, built from the same dot-product-and-sigmoid maps. Measured results of
+                  all three forms: docs/DESIGN_NOTES.md §1 and docs/experiments/.
    Training adds an auxiliary term (``qe_alignment_loss``, weight ``TrainConfig.qe_align_weight``): each map's
    logits are pulled towards its own query's predicted instance mask (detached, pooled to stride 16), weighted
    by the query's objectness, which keeps the N maps instance-specific instead of N copies of one foreground
@@ -138,11 +133,11 @@ class EnhancedKeyEncoder(nn.Module):
         tau_max: bound of the cosine injection's logits.
         balance: rescale the injected channels' deviation from their spatial mean to Q_g's (per frame, the factor
             detached) before the concatenation, so that both halves of Q_cat vary on the same scale; the spatial
-            means are kept, so flattened maps inject exactly what they inject without balancing (an experiment of
-            issue 10: unbalanced, the injected channels vary 5-17x less than Q_g's and move the key by 1-5 %).
+            means are kept, so flattened maps inject exactly what they inject without balancing (an experiment;
+            docs/DESIGN_NOTES.md §1 has the measured scales).
         tau_init: the temperature it starts from (default tau_max / 2). The temperature is one scalar behind a
-            sigmoid, and AdamW moves it by about the learning rate per step: a short run (320 steps at 5e-4) ends
-            within ~0.2 of where it started, so the start is in effect a choice of the map contrast.
+            sigmoid, and AdamW moves it by about the learning rate per step, so in a short run the start is in
+            effect a choice of the map contrast.
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, key_dim: int, num_queries: int, num_heads: int,

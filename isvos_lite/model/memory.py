@@ -271,7 +271,7 @@ def blockwise_topk_read(mem_key: torch.Tensor, query_key: torch.Tensor, mem_valu
     device_type = mem_key.device.type
     # Under CPU bf16 autocast (the default on CPUs with native bf16) the similarity itself is bf16: half the bytes of
     # the largest matrix of a frame, about 10 % of a 480p lite frame at a full memory; the J&F of the shipped
-    # checkpoint stays within 0.03 of fp32 on every teaching split (README "Precision"). float32 otherwise.
+    # checkpoint stays within 0.03 of fp32 on every teaching split (docs/PERFORMANCE.md, "Precision"). float32 otherwise.
     dtype = torch.bfloat16 if device_type == "cpu" and _cpu_autocast_dtype() == torch.bfloat16 else torch.float32
     out = mem_value.new_empty(B, HW, O * C_v)
     for b in range(B):

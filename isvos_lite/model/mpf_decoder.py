@@ -21,7 +21,8 @@ O_i = ResBlock(up(O_{i-1}) + B̃_i), and the P convolutions do not exist.
 
 Objects: the readout has one map per object, the skips and P are per frame. B̃_i and P̃_i are therefore
 computed once per frame and broadcast over the objects (the same result as convolving a per-object copy);
-everything after the first addition runs with the objects folded into the batch (as XMem's decoder, https://github.com/hkchengrex/XMem).
+everything after the first addition runs with the objects folded into the batch (as XMem's decoder,
+https://github.com/hkchengrex/XMem).
 
 Shared half of the fusion (speed): the ResBlock's input concat(a_o, p) has a per-object half a_o and
 a half p = up(P̃_i) that is the same for every object. A convolution over concatenated channels is the sum of

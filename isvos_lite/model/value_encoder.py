@@ -2,7 +2,8 @@
 
 "We first input the predicted mask to a lightweight backbone (ResNet18), the last layer feature of which is
 concatenated with F_res4 to obtain Ṽ_cur [...] Next, we further input Ṽ_cur to two ResBlocks and a CBAM
-block to get the memory value V_cur."  Following STCN/XMem (https://github.com/hkchengrex/STCN, https://github.com/hkchengrex/XMem):
+block to get the memory value V_cur."  Following STCN/XMem
+(https://github.com/hkchengrex/STCN, https://github.com/hkchengrex/XMem):
 
 * input per object: 5 channels = [normalised RGB image, the object's mask, the sum of the OTHER objects'
   masks]; the masks are the *soft* predicted probabilities (or the given first-frame masks);
