@@ -226,7 +226,7 @@ def test_presets_follow_the_paper_and_schedules_scale():
 
 
 def test_validation_scores_a_model(tiny_world):
-    from isvos_lite.train.validation import validate_jf
+    from isvos_lite.eval.validation import validate_jf
     torch.manual_seed(0)
     result = validate_jf(ISVOS(get_preset("tiny")), tiny_world, "val", num_videos=1)
     assert 0.0 <= result["val_j"] <= 100.0 and 0.0 <= result["val_f"] <= 100.0

@@ -29,6 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isvos_lite.data.sequences import davis_sequences
+from isvos_lite.eval.validation import validate_jf
+
 __all__ = ["SATURATION_LOW", "SATURATION_HIGH", "map_statistics", "frames_of_split", "flattened_maps",
            "flatten_delta_jf"]
 
@@ -115,8 +118,6 @@ def map_statistics(model: torch.nn.Module, frames: torch.Tensor, batch_size: int
 def frames_of_split(root: str | os.PathLike, split: str = "val", num_videos: int = 8, per_video: int = 2) -> torch.Tensor:
     """(B, 3, H, W) uint8: ``per_video`` frames spread over each of the first ``num_videos`` videos of a split,
     cropped to multiples of 32 (all videos of the teaching world share one frame size)."""
-    from isvos_lite.data.sequences import davis_sequences
-
     sequences = davis_sequences(root, split)[:num_videos]
     if not sequences:
         raise ValueError(f"split {split!r} of {root} has no videos")
@@ -148,9 +149,6 @@ def flattened_maps(model: torch.nn.Module):
 def flatten_delta_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "val",
                      num_videos: int | None = None) -> dict:
     """J&F on ``split`` as trained and with flattened maps; ``delta_jf`` = flattened - trained (negative = QE used)."""
-    from isvos_lite.data.sequences import davis_sequences
-    from isvos_lite.train.validation import validate_jf
-
     count = num_videos or len(davis_sequences(root, split))
     trained = validate_jf(model, root, split, count)
     with flattened_maps(model):

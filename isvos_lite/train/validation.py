@@ -1,70 +1,26 @@
-"""Periodic validation during training: J&F on a few videos of a DAVIS-format split (§4.1, "Evaluation").
+"""Periodic validation during training: J&F on a few videos of a DAVIS-format split (§4.1, "Evaluation"), the QE
+health of the EKE maps, and the IS branch's mask AP on held-out instance images.
 
-The videos are segmented with the inference protocol (``isvos_lite.inference.segment_video``: memory every 5th
-frame, top-k 20) and scored like the official DAVIS 2017 semi-supervised evaluation: per object, J and F are
-averaged over the frames between the first and the last (both excluded), then averaged over all objects of all
-videos; J&F is the mean of the two, in percent. This is a quick signal for the training curve; the full
-evaluation is ``isvos-lite eval``.
+J&F is :func:`isvos_lite.eval.validation.validate_jf` (the same quick score the QE-health test uses); this is a
+signal for the training curve, the full evaluation is ``isvos-lite eval``.
 """
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 
-from isvos_lite.data.sequences import davis_sequences
-from isvos_lite.eval.metrics import frame_scores, tolerance_radius
-from isvos_lite.inference import segment_video
+from isvos_lite.eval.instance_ap import score_instance_ap
+from isvos_lite.eval.qe_health import frames_of_split, map_statistics
+from isvos_lite.eval.validation import validate_jf
 
-__all__ = ["validate_jf"]
-
-
-@torch.no_grad()
-def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "val", num_videos: int = 8,
-                max_internal_size: int | None = None, previews: list | None = None, num_previews: int = 3) -> dict:
-    """Mean J, F and J&F (percent) of ``model`` on the first ``num_videos`` videos of ``split``.
-
-    ``previews``: a list that gets ``(video, frame (H, W, 3), predicted ids (H, W), ground truth (H, W))`` of the
-    middle annotated frame of the first ``num_previews`` videos (for TensorBoard). Leaves the model in eval mode
-    (the caller switches it back to training).
-    """
-    sequences = davis_sequences(root, split)[:num_videos]
-    object_j, object_f = [], []
-    for seq in sequences:
-        frames = [seq.read_frame(i) for i in range(len(seq))]
-        starts = seq.start_objects                                # {frame index: [object ids starting there]}
-        masks_at = {t: seq.read_given_mask(t) for t in starts if t != 0}
-        first = seq.read_given_mask(0) if 0 in starts else np.zeros(frames[0].shape[:2], np.uint8)
-        # fp32 (amp=False), not the bf16 inference default of some CPUs: validation numbers stay comparable across
-        # machines and with every run made before that default existed (training itself is fp32 on a CPU)
-        predictions = segment_video(model, frames, first, masks_at=masks_at, progress=False,
-                                    max_internal_size=max_internal_size, amp=False)
-        scored = [i for i in seq.gt_indices if 0 < i < len(seq) - 1]
-        if not scored:
-            continue
-        ids = seq.object_ids
-        radius = tolerance_radius(*frames[0].shape[:2])
-        per_frame = [frame_scores(seq.read_gt(i), predictions[i], ids, radius) for i in scored]
-        j = np.stack([s[0] for s in per_frame])                   # (frames, objects)
-        f = np.stack([s[1] for s in per_frame])
-        if previews is not None and len(previews) < num_previews:
-            middle = scored[len(scored) // 2]
-            previews.append((seq.name, frames[middle], predictions[middle], seq.read_gt(middle)))
-        object_j.extend(j.mean(0).tolist())
-        object_f.extend(f.mean(0).tolist())
-    if not object_j:
-        raise ValueError(f"validation split {split!r} of {root} has no video with frames to score (need >= 3 frames)")
-    mean_j, mean_f = 100 * float(np.mean(object_j)), 100 * float(np.mean(object_f))
-    return {"val_j": mean_j, "val_f": mean_f, "val_jf": (mean_j + mean_f) / 2, "val_videos": len(sequences)}
+__all__ = ["validate_jf", "validate_qe_health", "validate_instance_ap", "describe_validation"]
 
 
 @torch.no_grad()
 def validate_qe_health(model: torch.nn.Module, root: str | os.PathLike, split: str = "val", num_videos: int = 8) -> dict:
     """The EKE's map statistics (``isvos_lite.eval.qe_health.map_statistics``) on frames of ``num_videos`` videos."""
-    from isvos_lite.eval.qe_health import frames_of_split, map_statistics
-
     stats = map_statistics(model, frames_of_split(root, split, num_videos))
     return {k: stats[k] for k in ("qe_saturated", "qe_map_correlation", "qe_mask_agreement", "qe_key_change",
                                   "qe_logit_mean")}
@@ -73,8 +29,6 @@ def validate_qe_health(model: torch.nn.Module, root: str | os.PathLike, split: s
 @torch.no_grad()
 def validate_instance_ap(model: torch.nn.Module, sources, max_images: int = 100) -> dict:
     """Mask AP (percent) of the IS branch on the held-out instance images (``<coco>/annotations/instances_val.json``)."""
-    from isvos_lite.eval.instance_ap import score_instance_ap
-
     coco_dir = sources.coco_annotations.parent.parent
     scores = score_instance_ap(model, coco_dir, split="val", max_images=max_images, progress=False)
     return {"val_ap": scores["ap"], "val_agnostic_ap": scores["agnostic_ap"], "val_ap_images": scores["images"]}
