@@ -34,6 +34,7 @@ from isvos_lite.threads import use_threads
 
 RUN_RECORD = "run.json"
 SUBMISSION_ZIP = "submission.zip"
+COPY_BASELINE_DIR = "copy_baseline"     # CSVs of the copy-the-first-mask baseline on the same sequences
 
 
 def add_arguments(parser) -> None:
@@ -110,7 +111,25 @@ def run(args) -> int:
     print(result.format_table())
     print(f"scored in {time.perf_counter() - start:.1f} s; "
           + ", ".join(str(out / name) for name in csv_names(split).values()))
+    _report_copy_baseline(args, split, out, record, result)
     return 0
+
+
+def _report_copy_baseline(args, split: str, out: Path, record: dict, result) -> None:
+    """Score copying the first mask to every frame (isvos_lite.eval.baselines) and print it beside the model."""
+    from isvos_lite.eval.baselines import copy_first_mask_score
+
+    baseline = copy_first_mask_score(args.davis, split=split, year=args.year, sequences=args.sequences,
+                                     resolution=args.resolution, out_dir=out / COPY_BASELINE_DIR,
+                                     workers=args.workers)
+    keys = ("J&F-Mean", "J-Mean", "F-Mean")
+    model, copy = (result.global_metrics, baseline.global_metrics)
+    print(f"copy-the-first-mask baseline on {split}: J&F {copy['J&F-Mean']:.3f} (J {copy['J-Mean']:.3f}, "
+          f"F {copy['F-Mean']:.3f}); the model: J&F {model['J&F-Mean']:.3f} "
+          f"({model['J&F-Mean'] - copy['J&F-Mean']:+.3f}); CSVs in {out / COPY_BASELINE_DIR}")
+    record["results"] = {k: round(float(model[k]), 6) for k in keys}
+    record["copy_baseline"] = {k: round(float(copy[k]), 6) for k in keys}
+    _write_json(out / RUN_RECORD, record)
 
 
 # ---------------------------------------------------------------------------------------------- datasets

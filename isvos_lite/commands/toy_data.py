@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-videos", type=int, default=None,
                         help=f"videos of the 'heldout' split: textures, shapes, background, motion and lighting "
                         f"never seen in training (default {sizes.heldout})")
+    parser.add_argument("--trainphoto-videos", type=int, default=None,
+                        help=f"training videos dressed in real photographs, trainphoto-NNN in the train list "
+                        f"(default {sizes.train_photo}, half of --videos)")
+    parser.add_argument("--real-videos", type=int, default=None,
+                        help=f"videos of the 'real' split: photographs training never uses, moved by a camera, with "
+                        f"exact masks (default {sizes.real}, a quarter of --videos)")
     parser.add_argument("--train-lookalike-fraction", type=float, default=sizes.train_lookalike_fraction,
                         help=f"fraction of the training videos of the lookalike kind (default {sizes.train_lookalike_fraction})")
     parser.add_argument("--youtube-videos", type=int, nargs=2, default=None, metavar=("TRAIN", "VALID"),
@@ -80,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         sizes.lookalike = args.lookalike_videos
     if args.heldout_videos is not None:
         sizes.heldout = args.heldout_videos
+    if args.trainphoto_videos is not None:
+        sizes.train_photo = args.trainphoto_videos
+    if args.real_videos is not None:
+        sizes.real = args.real_videos
     if args.youtube_videos is not None:
         sizes.youtube_train, sizes.youtube_valid = args.youtube_videos
     if args.coco_images is not None:

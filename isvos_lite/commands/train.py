@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the EKE map-to-mask alignment term (0 disables)")
     parser.add_argument("--instance-data", choices=("coco", "stream"), default=None,
                         help="IS images: a COCO instances JSON (--coco) or the procedural stream (lite default)")
+    parser.add_argument("--instance-photos", type=float, default=None, metavar="P",
+                        help="stream IS images: probability of a real-photograph texture per instance and of a "
+                             "photograph background per image (lite default 0.4; 0: procedural only)")
     parser.add_argument("--instance-every", type=int, default=None, help="an IS step every N iterations (0: no joint IS)")
     parser.add_argument("--val-every", type=int, default=None, help="validation J&F every N iterations (0: never)")
     parser.add_argument("--val-videos", type=int, default=None, help="validation videos scored each time")
@@ -116,7 +119,7 @@ def build_configs(args: argparse.Namespace):
                  "checkpoint_every": args.checkpoint_every,
                  "val_instance_images": args.val_instance_images, "log_every": args.log_every,
                  "num_workers": args.workers, "seed": args.seed, "instance_data": args.instance_data,
-                 "qe_align_weight": args.qe_align_weight}
+                 "qe_align_weight": args.qe_align_weight, "instance_photos": args.instance_photos}
     cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
     model_overrides = {"query_enhancement": not args.no_query_enhancement,
                        "multi_path_fusion": not args.no_multi_path_fusion}

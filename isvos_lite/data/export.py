@@ -5,7 +5,7 @@ DAVIS 2017 evaluation run unchanged)::
 
     JPEGImages/480p/<seq>/00000.jpg          every frame (the frame size is configurable, 160x288 by default)
     Annotations/480p/<seq>/00000.png         every frame, palette PNG, pixel = object id
-    ImageSets/2017/{train,val,lookalike,heldout}.txt
+    ImageSets/2017/{train,val,lookalike,heldout,real}.txt
     ImageSets/2016/{train,val}.txt           the same sequences (the 2016 task merges all objects)
     coco/{train,val}/000000.jpg              the instance stream (isvos_lite.data.instance_stream):
     coco/annotations/instances_{train,val}.json   still images, not video frames
@@ -19,7 +19,11 @@ DAVIS 2017 evaluation run unchanged)::
     youtube/valid_all_frames/JPEGImages/<vid>/
     youtube/valid_gt/Annotations/<vid>/             every 5th frame, all objects (not in the official
                                                     release; lets you score YouTube-style runs locally)
-    world.json                                      seed, knobs, categories, objects of every video
+    world.json                                      version, seed, knobs, categories, objects of every video
+
+The ``train`` list holds the procedural ``train-NNN`` videos and the ``trainphoto-NNN`` videos (the
+same kinds of video dressed in training photographs, :mod:`isvos_lite.data.photos`); the ``real``
+split (:mod:`isvos_lite.data.real_split`) shows the two photographs that training never uses.
 
 Every split draws its videos from its own index stream (``*_STREAM`` below), so adding videos to
 one split never changes another. About ``train_lookalike_fraction`` of the training videos are of
@@ -58,6 +62,11 @@ TRAIN_STREAM = 0
 VAL_STREAM = 100_000
 LOOKALIKE_STREAM = 200_000
 HELDOUT_STREAM = 300_000
+TRAIN_PHOTO_STREAM = 400_000
+REAL_STREAM = 500_000
+# version of the generator, written to world.json: 3 added the trainphoto videos and the real split (the videos,
+# frames and coco/ images a version-2 generator wrote for a seed are unchanged)
+WORLD_VERSION = 3
 
 
 @dataclass
@@ -67,6 +76,10 @@ class WorldSizes:
     val: int = 60
     lookalike: int = 60
     heldout: int = 40
+    # trainphoto-NNN training videos dressed in photographs (None: half of `train`, 40 by default)
+    train_photo: int | None = None
+    # videos of the `real` evaluation split, 30 frames each (None: a quarter of `train`, 20 by default)
+    real: int | None = None
     youtube_train: int = 16
     youtube_valid: int = 6
     train_lookalike_fraction: float = 0.25   # of the training videos, this fraction is of the lookalike kind
@@ -74,7 +87,11 @@ class WorldSizes:
     coco_val: int = 400
 
     def __post_init__(self) -> None:
-        for name in ("train", "val", "lookalike", "heldout", "youtube_train", "youtube_valid", "coco_train", "coco_val"):
+        if self.train_photo is None:
+            self.train_photo = int(round(max(self.train, 0) * 0.5))
+        if self.real is None:
+            self.real = int(round(max(self.train, 0) * 0.25))
+        for name in ("train", "val", "lookalike", "heldout", "train_photo", "real", "youtube_train", "youtube_valid", "coco_train", "coco_val"):
             if getattr(self, name) < 0:
                 raise ValueError(f"the number of {name} videos/images must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.train_lookalike_fraction <= 1:
@@ -89,6 +106,8 @@ class WorldSizes:
         return cls(train=train, val=max(1, round(train * d.val / d.train)),
                    lookalike=max(1, round(train * d.lookalike / d.train)),
                    heldout=max(1, round(train * d.heldout / d.train)),
+                   train_photo=max(1, round(train * d.train_photo / d.train)),
+                   real=max(1, round(train * d.real / d.train)),
                    youtube_train=max(1, round(train * d.youtube_train / d.train)),
                    youtube_valid=max(1, round(train * d.youtube_valid / d.train)),
                    coco_train=max(1, round(train * d.coco_train / d.train)),
@@ -181,11 +200,22 @@ def _write_youtube_video(spec: VideoSpec, root: Path, split: str, quality: int) 
 
 def _render_task(task: tuple) -> tuple[str, dict, int]:
     """Sample and write one video (runs in a worker process or inline); returns (name, world.json entry, frames)."""
-    fmt, config, seed, split, kind, index, name, evaluation, root, quality = task
-    spec = sample_video(config, seed, kind, index, name=name, evaluation=evaluation)
+    fmt, config, seed, split, kind, index, name, evaluation, root, quality, photos = task
+    if fmt == "real":
+        from isvos_lite.data.real_split import REAL_FRAMES, sample_real_video
+        video = sample_real_video(seed, index, config.height, config.width, REAL_FRAMES, name=name)
+        for t, (frame, labels) in enumerate(zip(video.frames, video.labels)):
+            write_frame(Path(root) / "JPEGImages" / "480p" / name / f"{_frame_name(t)}.jpg", frame, quality=quality,
+                        atomic=False)
+            write_mask(Path(root) / "Annotations" / "480p" / name / f"{_frame_name(t)}.png", labels, atomic=False)
+        return name, video.info, len(video.frames)
+    spec = sample_video(config, seed, kind, index, name=name, evaluation=evaluation, photos=photos)
     if fmt == "davis":
         _write_davis_video(spec, Path(root), quality)
-        return name, _video_info(spec, split), spec.num_frames
+        info = _video_info(spec, split)
+        if photos:
+            info["photos"] = True
+        return name, info, spec.num_frames
     meta = _write_youtube_video(spec, Path(root) / "youtube", split, quality)
     return name, {"split": split, "num_frames": spec.num_frames, "objects": _object_table(spec), "meta": meta}, spec.num_frames
 
@@ -224,30 +254,40 @@ def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | 
     pool = None
     try:
         # (split, kind, index, evaluation): every split has its own index stream
-        plan: list[tuple[str, str, int, bool]] = (
-            [("train", "lookalike" if is_train_lookalike(i, sizes.train_lookalike_fraction) else "normal", TRAIN_STREAM + i, False)
-             for i in range(sizes.train)]
-            + [("val", "normal", VAL_STREAM + i, True) for i in range(sizes.val)]
-            + [("lookalike", "lookalike", LOOKALIKE_STREAM + i, True) for i in range(sizes.lookalike)]
-            + [("heldout", "heldout", HELDOUT_STREAM + i, True) for i in range(sizes.heldout)]
+        # (split, kind, index, evaluation, format, name prefix)
+        lookalike_kind = lambda i: "lookalike" if is_train_lookalike(i, sizes.train_lookalike_fraction) else "normal"
+        plan: list[tuple[str, str, int, bool, str, str]] = (
+            [("train", lookalike_kind(i), TRAIN_STREAM + i, False, "davis", "train") for i in range(sizes.train)]
+            + [("val", "normal", VAL_STREAM + i, True, "davis", "val") for i in range(sizes.val)]
+            + [("lookalike", "lookalike", LOOKALIKE_STREAM + i, True, "davis", "lookalike") for i in range(sizes.lookalike)]
+            + [("heldout", "heldout", HELDOUT_STREAM + i, True, "davis", "heldout") for i in range(sizes.heldout)]
+            + [("train", lookalike_kind(i), TRAIN_PHOTO_STREAM + i, False, "photo", "trainphoto")
+               for i in range(sizes.train_photo)]
+            + [("real", "real", i, True, "real", "real") for i in range(sizes.real)]
         )
         youtube_plan = ([("train", "late", TRAIN_STREAM + i, False) for i in range(sizes.youtube_train)]
                         + [("valid", "late", VAL_STREAM + i, False) for i in range(sizes.youtube_valid)]) if youtube else []
-        split_names: dict[str, list[str]] = {"train": [], "val": [], "lookalike": [], "heldout": []}
+        split_names: dict[str, list[str]] = {"train": [], "val": [], "lookalike": [], "heldout": [], "real": []}
+        prefix_count: dict[str, int] = {}
         tasks = []
-        for split, kind, index, evaluation in plan:
-            name = f"{split}-{len(split_names[split]):03d}"
+        for split, kind, index, evaluation, fmt, prefix in plan:
+            name = f"{prefix}-{prefix_count.get(prefix, 0):03d}"
+            prefix_count[prefix] = prefix_count.get(prefix, 0) + 1
             split_names[split].append(name)
-            tasks.append(("davis", config, seed, split, kind, index, name, evaluation, str(tmp), jpeg_quality))
+            tasks.append(("real" if fmt == "real" else "davis", config, seed, split, kind, index, name, evaluation,
+                          str(tmp), jpeg_quality, fmt == "photo"))
         youtube_names: dict[str, list[str]] = {"train": [], "valid": []}
         for split, kind, index, evaluation in youtube_plan:
             name = f"yt{split}-{len(youtube_names[split]):03d}"
             youtube_names[split].append(name)
-            tasks.append(("youtube", config, seed, split, kind, index, name, evaluation, str(tmp), jpeg_quality))
+            tasks.append(("youtube", config, seed, split, kind, index, name, evaluation, str(tmp), jpeg_quality, False))
 
-        world_info: dict = {"seed": seed, "config": dataclasses.asdict(config), "sizes": dataclasses.asdict(sizes),
+        from isvos_lite.data.photos import REAL_SPLIT_PHOTOS, TRAIN_PHOTOS
+
+        world_info: dict = {"version": WORLD_VERSION, "seed": seed, "config": dataclasses.asdict(config), "sizes": dataclasses.asdict(sizes),
                             "categories": list(config.categories), "heldout_shapes": list(HELDOUT_SHAPES),
                             "texture_families": {"train": list(TEXTURE_FAMILIES_TRAIN), "heldout": list(TEXTURE_FAMILIES_HELDOUT)},
+                            "photos": {"train": list(TRAIN_PHOTOS), "real": list(REAL_SPLIT_PHOTOS)},
                             "sequences": {}, "youtube": {}}
         youtube_meta: dict[str, dict] = {"train": {}, "valid": {}}
         frames = 0
@@ -261,7 +301,7 @@ def generate_world(out: str | os.PathLike, seed: int = 0, config: WorldConfig | 
             coco_job = None
             results = map(_render_task, tasks)
         for (fmt, *_rest), (name, info, count) in zip(tasks, results):
-            if fmt == "davis":
+            if fmt in ("davis", "real"):
                 world_info["sequences"][name] = info
             else:
                 youtube_meta[info["split"]][name] = info.pop("meta")

@@ -14,7 +14,12 @@ each. The teaching world's analogue is generated here, image by image, on the fl
   texture); with ``touch_probability`` an instance is placed touching or overlapping an earlier
   one (so instances must be separated, not just foreground found);
 - z-order occlusion; labels are the hard polygon fill of what is visible, instances with fewer than
-  ``min_visible_area`` visible pixels are dropped (ids stay contiguous 1..M).
+  ``min_visible_area`` visible pixels are dropped (ids stay contiguous 1..M);
+- real photographs (off by default; the ``lite`` training recipe turns them on): with
+  ``photo_texture_probability`` an instance's texture (shared with the instances that copy it) is a
+  window of a training photograph (:mod:`isvos_lite.data.photos`), and with
+  ``photo_background_probability`` the background is one. These draws use their own random stream,
+  so the instances (shapes, poses, categories, labels) are those of the procedural image.
 
 Everything is a pure function of ``(seed, index)`` via ``numpy.random.default_rng([seed, index])``.
 
@@ -83,6 +88,8 @@ class InstanceStreamConfig:
     min_visible_area: int = 16            # px; smaller visible instances are dropped
     categories: tuple[str, ...] = SHAPE_CATEGORIES
     scale_jitter: tuple[float, float] = (0.8, 1.25)   # the only scale augmentation (training crop)
+    photo_texture_probability: float = 0.0       # an instance's texture is a training-photograph window
+    photo_background_probability: float = 0.0    # the background is a training-photograph window
 
     def __post_init__(self) -> None:
         self.categories = tuple(self.categories)
@@ -100,7 +107,8 @@ class InstanceStreamConfig:
             raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
         if not 0 <= self.max_wobble < 0.5:
             raise ValueError(f"max_wobble must be in [0, 0.5), got {self.max_wobble}")
-        for name in ("same_texture_probability", "touch_probability"):
+        for name in ("same_texture_probability", "touch_probability", "photo_texture_probability",
+                     "photo_background_probability"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
@@ -203,6 +211,8 @@ def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *
     image = render_background(rng, h, w).astype(np.float32)
     specs = sample_instances(config, rng)
     gains = 1.0 + rng.uniform(-1, 1, size=3).astype(np.float32) * config.lighting
+    if config.photo_texture_probability > 0 or config.photo_background_probability > 0:
+        image = _dress_in_photos(config, specs, image, np.random.default_rng([int(seed), int(index), _PHOTO_STREAM]))
     order = sorted(range(len(specs)), key=lambda i: specs[i].z)
     raw = np.zeros((h, w), dtype=np.uint8)                  # 1 + sampling index, top-most wins
     textures: dict[int, np.ndarray] = {}                    # id(TextureSpec) -> largest tile rendered
@@ -233,6 +243,27 @@ def render_instance_image(config: InstanceStreamConfig, seed: int, index: int, *
     if return_specs:
         return image, instance_ids, categories, [specs[i] for i in kept]
     return image, instance_ids, categories
+
+
+_PHOTO_STREAM = 0x50484F54         # tag of the photograph draws' random stream ("PHOT")
+
+
+def _dress_in_photos(config: InstanceStreamConfig, specs: list[InstanceSpec], background: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Swap textures (per distinct TextureSpec, so copies stay copies) and the background for photograph windows."""
+    from isvos_lite.data.photos import photo_crop, random_photo_texture_spec
+
+    dressed: dict[int, object] = {}
+    for spec in specs:
+        key = id(spec.texture)
+        if key not in dressed:
+            dressed[key] = (random_photo_texture_spec(rng) if rng.random() < config.photo_texture_probability
+                            else spec.texture)
+        spec.texture = dressed[key]
+    if rng.random() < config.photo_background_probability:
+        h, w = background.shape[:2]
+        background = photo_crop(rng, h, w, max_rotation=0.35, scale_range=(0.5, 1.6)).astype(np.float32)
+    return background
 
 
 # --------------------------------------------------------------------------------------
@@ -349,7 +380,8 @@ def export_instance_coco(out_dir: str | os.PathLike, seed: int, train_images: in
             raise ValueError(f"{name} must be in [0, 1e9), got {value}")
     out_dir = Path(out_dir)
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CATEGORIES)]
-    config_info = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    config_info = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()
+                   if not (k.startswith("photo_") and v == 0)}      # absent when unused (no photographs)
     summary: dict = {"out_dir": str(out_dir), "seed": int(seed)}
     start = time.perf_counter()
     for split, count, offset in (("train", int(train_images), EXPORT_TRAIN_OFFSET), ("val", int(val_images), EXPORT_VAL_OFFSET)):

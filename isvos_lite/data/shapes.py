@@ -30,6 +30,7 @@ __all__ = [
     "TEXTURE_FAMILIES_TRAIN",
     "TEXTURE_FAMILIES_HELDOUT",
     "TEXTURE_KINDS",
+    "PHOTO_FAMILY",
     "BACKGROUND_KINDS_TRAIN",
     "BACKGROUND_KINDS_HELDOUT",
     "TextureSpec",
@@ -47,6 +48,9 @@ HELDOUT_SHAPES: tuple[str, ...] = ("cross", "crescent", "heart")
 TEXTURE_FAMILIES_TRAIN: tuple[str, ...] = ("stripes", "checker", "dots", "blobs", "noise", "cells", "gradient", "fractal")
 TEXTURE_FAMILIES_HELDOUT: tuple[str, ...] = ("rings", "zigzag", "hexgrid", "plaid")
 TEXTURE_KINDS = TEXTURE_FAMILIES_TRAIN      # the v1 name, kept for compatibility
+# windows of real photographs (isvos_lite.data.photos): the textures and backgrounds of the `trainphoto` videos and
+# of the instance stream's photo option, beside the procedural families
+PHOTO_FAMILY = "photo"
 
 # background kinds (see render_background); "tiles" is only used by the heldout split
 BACKGROUND_KINDS_TRAIN: tuple[str, ...] = ("field", "fractal", "cells", "clutter")
@@ -238,7 +242,13 @@ def _voronoi(rng: np.random.Generator, size_hw: tuple[int, int], cell: float, ji
 
 
 def render_texture(spec: TextureSpec, size: int) -> np.ndarray:
-    """A (size, size, 3) uint8 RGB texture tile, drawn in object coordinates (centre = object centre)."""
+    """A (size, size, 3) uint8 RGB texture tile, drawn in object coordinates (centre = object centre).
+
+    ``spec.kind == "photo"``: a window of a real photograph (:func:`isvos_lite.data.photos.photo_texture`).
+    """
+    if spec.kind == PHOTO_FAMILY:
+        from isvos_lite.data.photos import photo_texture
+        return photo_texture(spec.seed, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2
     u = xx * np.cos(spec.angle) + yy * np.sin(spec.angle)                     # (S, S) pattern coordinates
     v = -xx * np.sin(spec.angle) + yy * np.cos(spec.angle)

@@ -14,6 +14,12 @@ and the lighting drifts in colour. Four kinds of video are sampled:
                kind, 1.6x faster motion and a moving spotlight;
 ``late``       the YouTube-VOS export: some objects first appear mid-video, at a labelled frame.
 
+With ``photos=True`` (the ``trainphoto`` training videos) a ``normal`` or ``lookalike`` video is
+dressed in real photographs (:mod:`isvos_lite.data.photos`, training photographs only): most
+backgrounds become a window of a photograph and about half of the objects wear a photograph
+window as their texture. Those draws come from their own random stream, so the shapes and motion
+are those of the procedural video of the same ``(seed, kind, index)``.
+
 Everything is a pure function of ``(seed, kind, index)`` through ``numpy.random.default_rng``,
 so a world is reproducible object by object, whatever the number of videos asked for.
 """
@@ -29,6 +35,7 @@ from isvos_lite.data.shapes import (
     BACKGROUND_KINDS_HELDOUT,
     BACKGROUND_KINDS_TRAIN,
     HELDOUT_SHAPES,
+    PHOTO_FAMILY,
     SHAPE_CATEGORIES,
     TEXTURE_FAMILIES_HELDOUT,
     TEXTURE_FAMILIES_TRAIN,
@@ -47,6 +54,8 @@ _KIND_CODE = {"normal": 1, "lookalike": 2, "late": 3, "heldout": 4}
 
 HELDOUT_SPEEDUP = 1.6          # heldout videos move this much faster than anything in training
 LOOKALIKE_LIGHT = 0.25         # gain drift amplitude of lookalike videos (strong lighting change)
+PHOTO_BACKGROUND_PROBABILITY = 0.7   # photos=True videos: chance the background is a photograph window
+PHOTO_TEXTURE_PROBABILITY = 0.5      # photos=True videos: chance an object (and its look-alikes) wears a photograph
 
 
 @dataclass
@@ -163,7 +172,7 @@ class VideoSpec:
     pan: tuple[float, float, float, float]      # (amp_x, amp_y, freq, phase)
     light: tuple[tuple[float, float, float], float, float] = field(default=((0.0, 0.0, 0.0), 0.05, 0.0))
     # (per-channel gain amplitudes, angular frequency, phase)
-    background_kind: str = "field"               # see shapes.render_background
+    background_kind: str = "field"               # see shapes.render_background; "photo": a photograph window
     background_families: tuple[str, ...] = TEXTURE_FAMILIES_TRAIN
     # heldout only: a moving spotlight (x0, y0, vx, vy in px / frame, sigma px, strength in [0, 1]); None: none
     spotlight: tuple[float, float, float, float, float, float] | None = None
@@ -314,7 +323,7 @@ def lookalike_meeting(spec: VideoSpec, lookalike: ObjectSpec) -> tuple[float, fl
 
 
 def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: str | None = None,
-                 num_frames: int | None = None, evaluation: bool = False) -> VideoSpec:
+                 num_frames: int | None = None, evaluation: bool = False, photos: bool = False) -> VideoSpec:
     """Sample one video's specification; deterministic in (seed, kind, index).
 
     ``evaluation`` picks the shorter evaluation length (``eval_min_frames``..``eval_max_frames``,
@@ -322,7 +331,11 @@ def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: st
     Every annotated object is visible with at least ``min_visible_area`` of the frame when it is
     first given (frame 0, or its appear frame for ``late`` videos), as DAVIS semi-supervised
     evaluation requires (ids 1..N all present in the first frame).
+    ``photos`` dresses the video in training photographs (see the module docstring; ``normal`` and
+    ``lookalike`` videos only); it changes no shape, motion or label of the video.
     """
+    if photos and kind not in ("normal", "lookalike"):
+        raise ValueError(f"photos=True is for normal and lookalike videos, got kind {kind!r}")
     if kind not in VIDEO_KINDS:
         raise ValueError(f"unknown video kind {kind!r}; choose one of {VIDEO_KINDS}")
     rng = np.random.default_rng([seed, _KIND_CODE[kind], index])
@@ -380,8 +393,30 @@ def sample_video(config: WorldConfig, seed: int, kind: str, index: int, name: st
                 ok = False
                 break
         if ok:
+            if photos:
+                _dress_in_photos(spec, np.random.default_rng([seed, _KIND_CODE[kind], index, 1]))
             return spec
     raise RuntimeError(f"could not place the objects of video {name} visibly; use fewer or smaller objects")
+
+
+def _dress_in_photos(spec: VideoSpec, rng: np.random.Generator) -> None:
+    """Give a sampled video photograph textures and / or a photograph background (labels do not change).
+
+    Look-alikes keep wearing their target's texture (they share its TextureSpec). At least one
+    photograph is always used.
+    """
+    from isvos_lite.data.photos import random_photo_texture_spec
+
+    photo_background = bool(rng.random() < PHOTO_BACKGROUND_PROBABILITY)
+    dressed: dict[int, object] = {}                          # id(old TextureSpec) -> photo TextureSpec
+    for obj in spec.objects:
+        key = id(obj.texture)
+        if key not in dressed:
+            dressed[key] = random_photo_texture_spec(rng) if rng.random() < PHOTO_TEXTURE_PROBABILITY else None
+        if dressed[key] is not None:
+            obj.texture = dressed[key]
+    if photo_background or all(v is None for v in dressed.values()):
+        spec.background_kind = PHOTO_FAMILY
 
 
 def _lookalikes_are_fair(spec: VideoSpec) -> bool:
@@ -472,8 +507,13 @@ class _VideoRenderer:
         pad = int(np.ceil(max(abs(spec.pan[0]), abs(spec.pan[1])))) + 2
         self.pad = pad
         bg_rng = np.random.default_rng(spec.background_seed)
-        self.background = render_background(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad,
-                                            families=spec.background_families, kind=spec.background_kind)
+        if spec.background_kind == PHOTO_FAMILY:      # a near-upright window of a training photograph
+            from isvos_lite.data.photos import photo_crop
+            self.background = photo_crop(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad, max_rotation=0.35,
+                                         scale_range=(0.5, 1.6))
+        else:
+            self.background = render_background(bg_rng, spec.height + 2 * pad, spec.width + 2 * pad,
+                                                families=spec.background_families, kind=spec.background_kind)
         self.textures: dict[int, tuple[np.ndarray, float]] = {}
         for obj in spec.objects:
             size = int(np.ceil(obj.radius * 2 * 1.6 * 1.5)) + 4

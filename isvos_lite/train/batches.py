@@ -111,17 +111,19 @@ def world_frame_size(root: Path) -> tuple[int, int] | None:
 
 
 def build_instance_dataset(sources: DataSources, stage: StageConfig, num_classes: int, data: str = "coco",
-                           seed: int = 0) -> Dataset:
+                           seed: int = 0, photos: float = 0.0) -> Dataset:
     """IS images at the stage's crop size (§4.1: "a resolution of 384, compatible with the VOS branch").
 
     ``data="coco"``: the instances JSON of ``sources`` (scale jitter 0.5-1.5 unless the stage sets one scale);
-    ``data="stream"``: the unlimited procedural stream, rendered at the world's frame size.
+    ``data="stream"``: the unlimited procedural stream, rendered at the world's frame size; ``photos`` is the
+    probability of a training-photograph texture per instance and of a photograph background per image.
     """
     if data == "stream":
         from isvos_lite.data.instance_stream import InstanceStreamConfig, InstanceStreamDataset
         height, width = world_frame_size(sources.root) or (InstanceStreamConfig.height, InstanceStreamConfig.width)
         config = InstanceStreamConfig(height=height, width=width, crop_size=stage.crop_size,
-                                      scale_jitter=stage.scale_jitter or (0.8, 1.25))
+                                      scale_jitter=stage.scale_jitter or (0.8, 1.25),
+                                      photo_texture_probability=photos, photo_background_probability=photos)
         dataset = InstanceStreamDataset(config, seed=seed, augment=True)
     else:
         dataset = COCOInstanceDataset(sources.coco_images, sources.coco_annotations, crop_size=stage.crop_size,

@@ -137,6 +137,9 @@ class TrainConfig:
     num_points: int = 12544               # points per mask for the IS mask losses (Mask2Former: 112²)
     # where IS images come from: "coco" (an instances JSON, e.g. COCO 2017) | "stream" (procedural, unlimited)
     instance_data: str = "coco"
+    # "stream" only: probability that a stream image's instance texture, and its background, is a window of a real
+    # training photograph (isvos_lite.data.photos; 0: procedural looks only)
+    instance_photos: float = 0.0
     # weight of the EKE's map-to-mask alignment term (ours, isvos_lite/model/key_encoder.py; 0 disables)
     qe_align_weight: float = 0.5
 
@@ -166,6 +169,8 @@ class TrainConfig:
                      "val_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.instance_photos <= 1:
+            raise ValueError(f"instance_photos must be a probability in [0, 1], got {self.instance_photos}")
         if self.instance_data not in ("coco", "stream"):
             raise ValueError(f"instance_data must be 'coco' or 'stream', got {self.instance_data!r}")
         if self.qe_align_weight < 0:
@@ -226,6 +231,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                          bootstrap_start=240, bootstrap_end=800),
         instance_lr_scale=0.1, grad_clip=3.0, freeze_batchnorm=False, instance_weight=0.25,
         instance_batch_size=4, instance_every=1, num_points=1024, instance_data="stream", qe_align_weight=0.5,
+        instance_photos=0.4,
         # one DataLoader worker: the next step's procedural images and clips are made on the second core while
         # this step trains (batches are a pure function of the step, so the results do not change)
         amp=False, num_workers=1, log_every=10, checkpoint_every=100, val_every=300, val_videos=6, val_size=0,

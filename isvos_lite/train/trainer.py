@@ -69,7 +69,7 @@ INSTANCE_BRANCH_MODULES = ("pixel_decoder", "transformer_decoder")
 RECIPE_FIELDS = ("model_preset", "instance", "static", "main", "weight_decay", "instance_lr_scale",
                  "instance_lr_modules", "offset_lr_scale", "decay_all_parameters", "grad_clip",
                  "freeze_batchnorm", "instance_batch_size", "instance_every", "instance_weight", "num_points", "seed",
-                 "instance_data", "qe_align_weight")
+                 "instance_data", "qe_align_weight", "instance_photos")
 
 
 class TrainingDiverged(RuntimeError):
@@ -219,7 +219,8 @@ class Trainer:
         key = (stage_cfg.crop_size, stage_cfg.scale_jitter)
         if key not in self._instance_datasets:
             self._instance_datasets[key] = build_instance_dataset(self.sources, stage_cfg, self.model_cfg.num_classes,
-                                                                  self.cfg.instance_data, self.cfg.seed)
+                                                                  self.cfg.instance_data, self.cfg.seed,
+                                                                  photos=self.cfg.instance_photos)
         return self._instance_datasets[key]
 
     # -- resume ----------------------------------------------------------------------------------
