@@ -13,7 +13,9 @@ with a separate promptable model: https://github.com/facebookresearch/sam2.)
   duplicate after every other mask, here it is dropped: in a palette PNG it would hide behind its original), the
   ``top_k`` best kept. Proposal ``r`` (1 = best) is id ``r`` in :meth:`Proposals.id_mask`.
 - :func:`pick_by_clicks`: each click (x, y) picks the best-scored proposal containing that pixel; a click on no
-  proposal is refused with the nearest proposal and its distance (:class:`NoProposalAtClick`).
+  proposal is refused with the nearest proposal and its distance (:class:`NoProposalAtClick`). Clicks are separate
+  objects: a proposal that also holds another click (a mask that merges two clicked objects) is passed over when
+  another proposal holds this click alone.
 - :class:`Picks` is the first-frame mask: click ``i`` is object id ``i`` (1, 2, ...); ``picks.to_mask()`` gives the
   (H, W) id mask, and ``VideoSegmenter.step(frame, picks)`` accepts the picks themselves (they convert with
   ``np.asarray``).
@@ -219,6 +221,9 @@ def parse_click(text: str) -> tuple[int, int]:
 def pick_by_clicks(proposals: Proposals, clicks) -> Picks:
     """Each click (x, y) picks the best-scored proposal that contains that pixel; click ``i`` becomes object id ``i``.
 
+    Every click is its own object, so proposals holding another click's pixel too (one mask over two clicked objects)
+    are passed over while some proposal holds this click alone.
+
     Raises :class:`NoProposalAtClick` (a ValueError) naming the nearest proposal and its distance when a click lies
     on none of them, and ValueError for a click outside the frame or two clicks on one proposal.
     """
@@ -230,7 +235,7 @@ def pick_by_clicks(proposals: Proposals, clicks) -> Picks:
     if len(clicks) > 255:
         raise ValueError(f"pick_by_clicks: {len(clicks)} clicks, but a mask holds at most 255 objects")
     height, width = proposals.size
-    picks, chosen = [], {}
+    points = []
     for object_id, click in enumerate(clicks, start=1):
         if len(click) != 2:
             raise ValueError(f"click {object_id} is {click}: give (x, y)")
@@ -238,10 +243,15 @@ def pick_by_clicks(proposals: Proposals, clicks) -> Picks:
         if not (0 <= x < width and 0 <= y < height):
             raise ValueError(f"click {object_id} at {x},{y} is outside the {width}x{height} frame (x in 0..{width - 1}, "
                              f"y in 0..{height - 1}, from the top-left corner)")
+        points.append((x, y))
+    picks, chosen = [], {}
+    for object_id, (x, y) in enumerate(points, start=1):
         inside = [p for p in proposals if p.contains(x, y)]          # best-scored first
         if not inside:
             raise _refusal(proposals, object_id, (x, y))
-        proposal = inside[0]
+        others = [point for point in points if point != (x, y)]
+        alone = [p for p in inside if not any(p.contains(*point) for point in others)]
+        proposal = (alone or inside)[0]
         if proposal.rank in chosen:
             raise ValueError(f"clicks {chosen[proposal.rank]} and {object_id} both pick proposal {proposal.rank}: one "
                              f"object cannot be two; click another object, or draw the mask (--mask) to split it")
