@@ -25,6 +25,7 @@ __all__ = [
     "DAVIS_PALETTE",
     "MAX_OBJECT_IDS",
     "read_mask",
+    "read_annotation",
     "write_mask",
     "read_frame",
     "write_frame",
@@ -166,6 +167,34 @@ def read_mask(path: str | os.PathLike, *, allow_many_ids: bool = False, binary: 
             + _CONVERT.format(src=path, src_stem=stem) + ", or redraw without anti-aliasing (in Python: "
             "read_mask(path, binary=True) for one object, allow_many_ids=True if the ids are real).")
     return np.ascontiguousarray(ids)
+
+
+def read_annotation(path: str | os.PathLike, what: str = "annotation") -> np.ndarray:
+    """A DAVIS mask PNG as (H, W) uint8 ids, decoded exactly as the official code does.
+
+    ``np.array(Image.open(path))``: the palette index (P) or grey value (L, 1, I;16) is the id
+    (docs/DAVIS_METRIC.md §4). 255, the void label of annotations, is kept; callers decide what it means.
+    Colour images are refused. ``what`` names the file's role in error messages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            values = np.array(image)          # a writable copy
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{what} {path} is corrupt or not an image ({err}); re-create or re-download it") from err
+    if mode not in ("P", "L", "1", "I", "I;16", "I;16L", "I;16B") or values.ndim != 2:
+        raise ValueError(
+            f"{what} {path} is a {mode} image; DAVIS masks are indexed (P) or greyscale (L) PNGs "
+            "whose pixel values are object ids")
+    if values.dtype != np.uint8:
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise ValueError(f"{what} {path} has values {values.min()}..{values.max()}; object ids must be 0..255")
+        values = values.astype(np.uint8)
+    return values
 
 
 def write_mask(path: str | os.PathLike, mask: np.ndarray, palette: np.ndarray | None = None, atomic: bool = True) -> Path:

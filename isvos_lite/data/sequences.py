@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from isvos_lite.data.palette import check_same_size, read_frame, read_mask
+from isvos_lite.data.palette import check_same_size, read_annotation, read_frame, read_mask
 
 __all__ = [
     "FRAME_EXTENSIONS",
@@ -125,7 +125,6 @@ class Sequence:
         if self.merge_objects:
             # DAVIS 2016: one foreground = every non-zero pixel, as the scorer reads it. This accepts the original
             # 2016 release's 0/255 greyscale masks as well as 2017 palette masks (whose ids are merged).
-            from isvos_lite.eval.scorer import read_annotation
             mask = (read_annotation(path) != 0).astype(np.uint8)
         else:
             mask = read_mask(path)

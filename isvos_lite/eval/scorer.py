@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from isvos_lite.data.palette import read_annotation
 from isvos_lite.eval.metrics import BOUND_TH, frame_scores, tolerance_radius
 from isvos_lite.atomic import atomic_write_text
 
@@ -232,34 +232,6 @@ def object_statistics(values: np.ndarray) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------------------
 # reading a DAVIS split
 # --------------------------------------------------------------------------------------
-
-def read_annotation(path: str | os.PathLike, what: str = "annotation") -> np.ndarray:
-    """A DAVIS mask PNG as (H, W) uint8 ids, decoded exactly as the official code does.
-
-    ``np.array(Image.open(path))``: the palette index (P) or grey value (L, 1, I;16) is the id
-    (spec §4). 255, the void label of annotations, is kept; callers decide what it means.
-    Colour images are refused. ``what`` names the file's role in error messages.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            values = np.array(image)          # a writable copy
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{what} {path} is corrupt or not an image ({err}); re-create or re-download it") from err
-    if mode not in ("P", "L", "1", "I", "I;16", "I;16L", "I;16B") or values.ndim != 2:
-        raise ValueError(
-            f"{what} {path} is a {mode} image; DAVIS masks are indexed (P) or greyscale (L) PNGs "
-            "whose pixel values are object ids")
-    if values.dtype != np.uint8:
-        if values.size and (values.min() < 0 or values.max() > 255):
-            raise ValueError(f"{what} {path} has values {values.min()}..{values.max()}; object ids must be 0..255")
-        values = values.astype(np.uint8)
-    return values
-
 
 @dataclass
 class SequenceJob:
