@@ -20,7 +20,7 @@ from isvos_lite.data.palette import read_frame, read_mask, write_frame, write_ma
 from isvos_lite.data.sequences import davis_sequences, folder_sequence, youtube_sequences
 from isvos_lite.data.world import WorldConfig
 from isvos_lite.eval.runner import PARTIAL_MARKER, folder_is_complete, segment_sequence
-from isvos_lite.eval.video_io import OverlayVideoWriter, read_video_info, write_overlay_video
+from isvos_lite.viz.video_io import OverlayVideoWriter, read_video_info, write_overlay_video
 from isvos_lite.model.isvos import ISVOS
 
 
@@ -162,7 +162,7 @@ def test_overlay_video_is_read_back_with_the_written_frames(tmp_path):
 @pytest.mark.parametrize("codec, fourccs", [("auto", ("h264", "avc1")), ("mp4v", ("mp4v", "fmp4"))])
 def test_overlay_video_is_h264_with_usual_permissions_and_mp4v_as_fallback(tmp_path, codec, fourccs):
     import os
-    from isvos_lite.eval.video_io import h264_available, video_codec, video_html
+    from isvos_lite.viz.video_io import h264_available, video_codec, video_html
     if codec == "auto" and not h264_available():
         pytest.skip("imageio-ffmpeg is not installed: the writer falls back to OpenCV's mp4v")
     frames = [np.full((32, 48, 3), 10 * t, np.uint8) for t in range(5)]

@@ -149,7 +149,7 @@ def _frame_scores(seq, predicted: dict[int, np.ndarray]) -> dict[int, float]:
 
 def _videos(sequences, predictions, scores, out: Path) -> list[Path]:
     """One side-by-side video per sequence: prediction (with the frame's J&F) | ground truth."""
-    from isvos_lite.eval.video_io import OverlayVideoWriter
+    from isvos_lite.viz.video_io import OverlayVideoWriter
     from isvos_lite.viz.comparison import side_by_side_frame
 
     paths = []

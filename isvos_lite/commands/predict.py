@@ -120,7 +120,7 @@ def run(args) -> int:
     from isvos_lite.checkpoint import load_checkpoint
     from isvos_lite.data.sequences import folder_sequence, video_sequence
     from isvos_lite.eval.runner import segment_to_folder, tracked_starts
-    from isvos_lite.eval.video_io import OverlayVideoWriter
+    from isvos_lite.viz.video_io import OverlayVideoWriter
     from isvos_lite.inference import precision_note
 
     options = segmenter_options(args)
