@@ -88,3 +88,17 @@ def test_training_run_writes_tensorboard_events(tiny_world, tmp_path):
     assert any(tag.startswith("val/prediction/") for tag in tags["images"])
     losses = [json_loss for json_loss in (e.value for e in events.Scalars("train/loss"))]
     assert all(np.isfinite(losses))
+
+
+def test_preview_overlay_blends_objects_towards_their_palette_colour_and_keeps_the_background():
+    from isvos_lite.data.palette import DAVIS_PALETTE
+    from isvos_lite.train.tensorboard import filled_overlay
+
+    frame = np.full((4, 5, 3), 100, np.uint8)
+    ids = np.zeros((4, 5), np.uint8)
+    ids[1, 2], ids[3, 4] = 1, 2
+    out = filled_overlay(frame, ids, alpha=0.5)
+    assert out.dtype == np.uint8 and out.shape == frame.shape
+    assert (out[ids == 0] == 100).all()
+    np.testing.assert_array_equal(out[1, 2], np.round(0.5 * 100 + 0.5 * DAVIS_PALETTE[1].astype(float)))
+    np.testing.assert_array_equal(out[3, 4], np.round(0.5 * 100 + 0.5 * DAVIS_PALETTE[2].astype(float)))

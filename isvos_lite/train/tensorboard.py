@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from isvos_lite.data.palette import DAVIS_PALETTE
+
 __all__ = ["TensorBoardLog", "TENSORBOARD_MISSING"]
 
 TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package, which is an optional extra: "
@@ -60,13 +62,22 @@ class TensorBoardLog:
     def previews(self, previews: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], iteration: int) -> None:
         """``(video, frame (H, W, 3) uint8, predicted ids (H, W), ground-truth ids (H, W))`` -> one image each:
         prediction overlay | ground-truth overlay, side by side."""
-        from isvos_lite.viz.overlays import overlay_mask
-
         for video, frame, predicted, truth in previews:
             gap = np.full((frame.shape[0], 4, 3), 255, np.uint8)
-            image = np.concatenate([overlay_mask(frame, predicted), gap, overlay_mask(frame, truth)], axis=1)
+            image = np.concatenate([filled_overlay(frame, predicted), gap, filled_overlay(frame, truth)], axis=1)
             self.writer.add_image(f"val/prediction/{video}", image, iteration, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def filled_overlay(frame: np.ndarray, ids: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """(H, W, 3) uint8 frame with each object's pixels blended towards its DAVIS palette colour (``alpha``);
+    background (0) stays as it is. A plain preview for the training log (the course's figures use
+    :func:`isvos_lite.viz.overlay_mask`)."""
+    frame = np.asarray(frame, dtype=np.uint8)
+    ids = np.asarray(ids)
+    colours = DAVIS_PALETTE[ids.astype(np.uint8)].astype(np.float32)           # (H, W, 3)
+    blended = np.round((1 - alpha) * frame.astype(np.float32) + alpha * colours).astype(np.uint8)
+    return np.where((ids > 0)[..., None], blended, frame)
