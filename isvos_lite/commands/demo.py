@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from isvos_lite import course
+    from isvos_lite.data import teaching
     from isvos_lite.data.sequences import davis_sequences
     from isvos_lite.inference import precision_note
 
@@ -52,7 +52,7 @@ def run(args) -> int:
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     print(use_threads(args.threads))
     print(precision_note(None, args.device))                     # the demo has no --amp: this machine's default
-    world = Path(args.world) if args.world else course.ensure_teaching_world()
+    world = Path(args.world) if args.world else teaching.ensure_teaching_world()
     names = args.sequences or _default_sequences(world)
     sequences = davis_sequences(world, names=names)
     model, weights = _load_model(args.checkpoint, args.device)
@@ -101,7 +101,7 @@ def _load_model(checkpoint: str | None, device: str):
     """(model, description): the given or shipped checkpoint, else random ``lite`` weights (loudly)."""
     import torch
 
-    from isvos_lite import course
+    from isvos_lite.data import teaching
     from isvos_lite.checkpoint import load_checkpoint
     from isvos_lite.config import get_preset
     from isvos_lite.model.isvos import ISVOS
@@ -109,13 +109,13 @@ def _load_model(checkpoint: str | None, device: str):
     if checkpoint is not None:
         return load_checkpoint(checkpoint, map_location=device), checkpoint
     try:
-        path = course.teaching_checkpoint("full")
+        path = teaching.teaching_checkpoint("full")
     except FileNotFoundError as err:
         print(f"{err}", file=sys.stderr)
         _warn_random_weights()
         torch.manual_seed(0)
         return ISVOS(get_preset("lite")).eval().to(device), "RANDOM lite weights (no checkpoint)"
-    return load_checkpoint(path, map_location=device), str(path.relative_to(course.repo_root()))
+    return load_checkpoint(path, map_location=device), str(path.relative_to(teaching.repo_root()))
 
 
 def _warn_random_weights() -> None:
