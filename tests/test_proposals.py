@@ -18,9 +18,12 @@ from isvos_lite.proposals import (NoProposalAtClick, Pick, Picks, Proposal, Prop
                                   picks_to_mask, propose, write_proposals)
 from isvos_lite.viz.proposals import label_point, plot_proposals
 
-# J&F (percent) that a start from clicks may lose against a start from the true first-frame mask on val-000. Measured
-# with the shipped lite checkpoint: clicks 76.1, true mask 75.9 (+0.2); over all 60 val videos the click start was
-# within 3 points of the mask start on most videos (scripts/proposal_quality.py). The margin is that spread.
+# J&F (percent) that starting val-000 from clicks may lose against starting it from the true first-frame mask.
+# Measured with the shipped lite checkpoint in this test's setting (fp32): clicks 76.1, true mask 76.0 (+0.1); its
+# proposals are good (mask IoU 0.81 and 0.79 with the two objects). Over the val split (scripts/proposal_quality.py,
+# 57 videos whose clicks were all accepted) the per-video difference has median -2.4 and 58 % of videos within
+# 3 points, but a mean of -8.0: where the best proposal covers an object badly, tracking starts from that error.
+# The margin is the median video's spread; a broken click path (wrong ids, masks misplaced) loses far more.
 JF_MARGIN = 3.0
 
 
@@ -270,6 +273,26 @@ def test_cli_round_trip_propose_then_click_reaches_the_mask_started_jf(seq, worl
     jf_click, jf_mask = _jf(truth, clicked, seq.object_ids), _jf(truth, masked, seq.object_ids)
     assert jf_mask > 60, jf_mask
     assert jf_click >= jf_mask - JF_MARGIN, (jf_click, jf_mask)
+
+
+def test_the_picker_follows_clicks_and_refuses_background(lite, seq):
+    from matplotlib.backend_bases import MouseEvent
+    from isvos_lite.viz.proposal_picker import ProposalPicker
+
+    proposals = propose(lite, seq.read_frame(0))
+    picker = ProposalPicker(seq.read_frame(0), proposals)
+    assert picker.picks[0].proposal.rank == 1                       # starts in the middle of proposal 1
+    target = proposals[2].inside_point
+    x, y = picker.frame_ax.transData.transform(target)
+    picker.on_click(MouseEvent("button_press_event", picker.fig.canvas, x, y, button=1))
+    assert picker.point == target and (picker.x_slider.value, picker.y_slider.value) == target
+    assert picker.picks[0].proposal.rank == 3
+    far = np.unravel_index(int(np.argmin(proposals.masks.any(0))), proposals.size)  # a pixel no proposal holds
+    picker.x_slider.value, picker.y_slider.value = int(far[1]), int(far[0])          # the slider path
+    with pytest.raises(NoProposalAtClick):
+        picker.picks
+    assert picker.fig.axes[1].get_title() == "nothing picked"
+    assert "lies on none of the" in picker.fig.axes[1].texts[0].get_text()
 
 
 def test_cli_click_errors(seq, world, tmp_path, capsys):
