@@ -47,8 +47,8 @@ def main() -> int:
     from isvos_lite.atomic import atomic_write_text
     from isvos_lite.checkpoint import load_checkpoint
     from isvos_lite.data.palette import read_frame
-    from isvos_lite.eval.instance_ap import (_agnostic_gt, _percent, _predict, _run_cocoeval, instance_results,
-                                             load_coco_gt, suppress_duplicates)
+    from isvos_lite.eval.instance_ap import (agnostic_ground_truth, coco_percent, instance_results, load_coco_gt,
+                                             query_predictions, run_cocoeval, suppress_duplicates)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -72,18 +72,18 @@ def main() -> int:
     start = time.perf_counter()
     for image_id in tqdm(image_ids, desc=f"ranking candidates ({args.split})", unit="img"):
         record = coco_gt.loadImgs([image_id])[0]
-        pred = _predict(model, read_frame(image_dir / record["file_name"]))
+        pred = query_predictions(model, read_frame(image_dir / record["file_name"]))
         masks = pred["query_masks"]
         for name, score, method, threshold in candidates:
             keep, new_scores = suppress_duplicates(masks, score(pred), method, threshold)
             results[name] += instance_results(image_id, [(masks[q].numpy(), 0, float(s))
                                                          for q, s in zip(keep.tolist(), new_scores.tolist())],
                                               [1], agnostic=True)
-    gt = _agnostic_gt(coco_gt)
+    gt = agnostic_ground_truth(coco_gt)
     report = {"checkpoint": args.checkpoint, "split": args.split, "images": len(image_ids), "candidates": {}}
     for name, _, _, _ in candidates:
-        ev = _run_cocoeval(gt, results[name], image_ids)
-        report["candidates"][name] = {k: _percent(ev.stats[i]) for k, i in (("ap", 0), ("ap50", 1), ("ap75", 2))}
+        ev = run_cocoeval(gt, results[name], image_ids)
+        report["candidates"][name] = {k: coco_percent(ev.stats[i]) for k, i in (("ap", 0), ("ap50", 1), ("ap75", 2))}
         print(f"{name:17s} class-agnostic AP {report['candidates'][name]['ap']:5.1f}  "
               f"AP50 {report['candidates'][name]['ap50']:5.1f}  AP75 {report['candidates'][name]['ap75']:5.1f}")
     report["seconds"] = round(time.perf_counter() - start, 1)

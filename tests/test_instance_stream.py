@@ -215,7 +215,7 @@ def test_ap_perfect_missing_and_wrong_classes(export_dir):
 
 
 def test_oracle_ranking_puts_each_instances_best_mask_first(export_dir):
-    from isvos_lite.eval.instance_ap import _oracle_scores, evaluate_results, instance_results
+    from isvos_lite.eval.instance_ap import oracle_scores, evaluate_results, instance_results
 
     out, _ = export_dir
     coco = _quiet_coco(out / "annotations" / "instances_train.json")
@@ -227,7 +227,7 @@ def test_oracle_ranking_puts_each_instances_best_mask_first(export_dir):
     # the model ranks a junk mask and a duplicate of the first instance above every true mask: AP < 100; a perfect
     # ranking puts one mask per instance first and the junk and the duplicate after them: AP 100
     instances = [(junk_mask, 0, 1.0), (truth[0][0].copy(), 0, 0.9)] + [(m, c, 0.5) for m, c, _ in truth]
-    scores = _oracle_scores(coco, image_id, [m for m, _, _ in instances])
+    scores = oracle_scores(coco, image_id, [m for m, _, _ in instances])
     assert scores[0] < 1                                            # the junk mask: no instance's best mask
     assert sorted(scores[1:3]) == pytest.approx([1.0, 2.0])         # of two perfect masks of one instance, one is
     assert scores[3:] == pytest.approx([2.0] * (len(truth) - 1))    # first (1 + IoU) and the other a duplicate

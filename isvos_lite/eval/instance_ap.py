@@ -21,7 +21,7 @@ of ``pycocotools`` (``COCOeval(iouType="segm")``), in percent:
 
 - ``oracle_agnostic_ap, oracle_agnostic_ap50`` (only with ``diagnose=True``): the class-agnostic AP of the same
   masks ranked as a perfect scorer would rank them (each ground-truth instance's best mask first, by its IoU;
-  duplicates and strays after them; :func:`_oracle_scores`): the AP a perfect ranking would give these masks.
+  duplicates and strays after them; :func:`oracle_scores`): the AP a perfect ranking would give these masks.
   Far above ``agnostic_ap``: the scores (objectness, classes) hold the branch back; close to it: the masks
   themselves do.
 
@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from isvos_lite.model.instance_head import pairwise_mask_iou, postprocess_instances
 
 __all__ = ["predict_instances", "query_predictions", "instance_results", "evaluate_results", "score_instance_ap",
-           "require_pycocotools", "suppress_duplicates", "stability_score", "DUPLICATE_IOU"]
+           "require_pycocotools", "suppress_duplicates", "stability_score", "DUPLICATE_IOU", "agnostic_ground_truth",
+           "coco_percent", "run_cocoeval", "oracle_scores", "load_coco_gt"]
 
 DUPLICATE_IOU = 0.7     # a mask overlapping a higher-scored one by more is a duplicate (class-agnostic ranking)
 
@@ -207,7 +208,7 @@ def instance_results(image_id: int, instances, category_ids: list[int], query_in
 # scoring
 # --------------------------------------------------------------------------------------
 
-def _agnostic_gt(coco_gt):
+def agnostic_ground_truth(coco_gt):
     """A copy of the ground truth with one category ("object", id 1), built in memory."""
     COCO, _, _ = require_pycocotools()
     data = copy.deepcopy(coco_gt.dataset)
@@ -221,11 +222,12 @@ def _agnostic_gt(coco_gt):
     return gt
 
 
-def _percent(value: float):
+def coco_percent(value: float):
+    """A COCOeval statistic in percent (3 decimals); None where COCOeval reports -1 (nothing to score)."""
     return None if value < 0 else round(float(value) * 100, 3)
 
 
-def _run_cocoeval(coco_gt, results: list[dict], image_ids: list[int]):
+def run_cocoeval(coco_gt, results: list[dict], image_ids: list[int]):
     """COCOeval(segm) over ``image_ids``; returns the evaluated COCOeval or None when there is no prediction."""
     _, COCOeval, _ = require_pycocotools()
     if not results:
@@ -249,14 +251,14 @@ def evaluate_results(coco_gt, results: list[dict], image_ids: list[int] | None =
     image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else list(image_ids)
     categories = sorted(coco_gt.loadCats(coco_gt.getCatIds()), key=lambda c: c["id"])
     out: dict = {"images": len(image_ids)}
-    evaluator = _run_cocoeval(coco_gt, results, image_ids)
+    evaluator = run_cocoeval(coco_gt, results, image_ids)
     has_gt = any(coco_gt.getAnnIds(imgIds=image_ids))
     if evaluator is None:   # no prediction at all: AP 0 wherever there is ground truth
         out.update({name: (0.0 if has_gt else None) for name in STAT_NAMES})
         out["per_class"] = {c["name"]: (0.0 if coco_gt.getAnnIds(imgIds=image_ids, catIds=[c["id"]]) else None)
                             for c in categories}
     else:
-        out.update({name: _percent(v) for name, v in zip(STAT_NAMES, evaluator.stats)})
+        out.update({name: coco_percent(v) for name, v in zip(STAT_NAMES, evaluator.stats)})
         precision = evaluator.eval["precision"]                     # (T, R, K, A, M)
         per_class = {}
         for k, cat_id in enumerate(evaluator.params.catIds):
@@ -267,13 +269,13 @@ def evaluate_results(coco_gt, results: list[dict], image_ids: list[int] | None =
         out["per_class"] = per_class
     if agnostic_results is None:
         agnostic_results = [dict(r, category_id=1) for r in results]
-    agnostic = _run_cocoeval(_agnostic_gt(coco_gt), agnostic_results, image_ids)
+    agnostic = run_cocoeval(agnostic_ground_truth(coco_gt), agnostic_results, image_ids)
     if agnostic is None:
         for name in ("ap", "ap50", "ap75"):
             out[f"agnostic_{name}"] = 0.0 if has_gt else None
     else:
         for name, v in zip(("ap", "ap50", "ap75"), agnostic.stats[:3]):
-            out[f"agnostic_{name}"] = _percent(v)
+            out[f"agnostic_{name}"] = coco_percent(v)
     return out
 
 
@@ -296,7 +298,7 @@ def load_coco_gt(coco_dir: str | os.PathLike, split: str):
     return coco_gt, image_dir
 
 
-def _oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
+def oracle_scores(coco_gt, image_id: int, masks) -> list[float]:
     """The scores a perfect ranker would give these masks: each ground-truth instance's best mask (a greedy one-to-one
     assignment by decreasing IoU, as COCO's matching is) scores 1 + its IoU; every other mask (a duplicate of an
     instance already covered, or a stray) scores its best IoU, so it ranks after all of them."""
@@ -370,13 +372,13 @@ def score_instance_ap(model, coco_dir: str | os.PathLike, split: str = "val", ma
         agnostic_results += instance_results(image_id, per_query, category_ids, agnostic=True)
         if diagnose:   # every query's mask, ranked as a perfect scorer would rank them
             masks = [m.numpy() for m in pred["query_masks"]]
-            scores = _oracle_scores(coco_gt, image_id, masks)
+            scores = oracle_scores(coco_gt, image_id, masks)
             oracle_results += instance_results(image_id, [(m, 0, s) for m, s in zip(masks, scores)],
                                                category_ids, agnostic=True)
     out = evaluate_results(coco_gt, results, image_ids, agnostic_results)
     if diagnose:
-        oracle = _run_cocoeval(_agnostic_gt(coco_gt), oracle_results, image_ids)
+        oracle = run_cocoeval(agnostic_ground_truth(coco_gt), oracle_results, image_ids)
         for name, index in (("ap", 0), ("ap50", 1)):
-            out[f"oracle_agnostic_{name}"] = (0.0 if oracle is None else _percent(oracle.stats[index]))
+            out[f"oracle_agnostic_{name}"] = (0.0 if oracle is None else coco_percent(oracle.stats[index]))
     out["split"] = split
     return out
