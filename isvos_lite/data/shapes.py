@@ -12,7 +12,9 @@ Two disjoint sets of looks exist, so that generalisation can be measured honestl
 * ``TEXTURE_FAMILIES_HELDOUT``, ``HELDOUT_SHAPES`` and ``BACKGROUND_KINDS_HELDOUT`` appear only in
   the ``heldout`` split: the model never sees them while training.
 
-Everything is procedural and a pure function of a ``numpy.random.Generator`` (no image files).
+Everything is procedural and a pure function of a ``numpy.random.Generator``, except the ``photo``
+family (``PHOTO_FAMILY``): windows of real photographs that ship inside pip packages
+(:mod:`isvos_lite.data.photos`), used by the ``trainphoto`` videos and the instance stream's photo option.
 Look-alikes (the failure case of Fig. 1) share their target's :class:`TextureSpec`.
 """
 
