@@ -241,6 +241,7 @@ def _jf(truth: np.ndarray, predicted: np.ndarray, object_ids) -> float:
     return 100 * float(np.mean([(s["J"][1:-1].mean() + s["F"][1:-1].mean()) / 2 for s in scores.values()]))
 
 
+@pytest.mark.slow          # about 5-13 s on 2 cores (two 20-frame runs); `make test-fast` skips it
 def test_cli_round_trip_propose_then_click_reaches_the_mask_started_jf(seq, world, tmp_path, capsys):
     ckpt = str(teaching_checkpoint("full"))
     frames_dir = world / "JPEGImages" / "480p" / seq.name
@@ -313,3 +314,23 @@ def test_cli_click_errors(seq, world, tmp_path, capsys):
     write_mask(tmp_path / "exists.png", np.zeros((4, 4), np.uint8))
     assert main(["propose", "--checkpoint", ckpt, "--frame", frames_dir, "--out", str(tmp_path / "exists.png")]) == 1
     assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_proposal_quality_script_measures_the_best_and_the_clicked_proposal(lite, seq, world, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "proposal_quality.py"
+    spec = importlib.util.spec_from_file_location("proposal_quality", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "quality.json"
+    assert script.main(["--checkpoint", str(teaching_checkpoint("full")), "--davis", str(world), "--split", "val",
+                        "--no-track", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    truth, proposals = seq.read_given_mask(0), propose(lite, seq.read_frame(0))
+    expected = [max(pairwise_mask_iou(torch.from_numpy(p.mask[None]), torch.from_numpy((truth == o)[None])).item()
+                    for p in proposals) for o in seq.object_ids]
+    np.testing.assert_allclose(row["best_iou"], expected, rtol=1e-6)
+    assert row["refused"] is None and all(c <= b + 1e-9 for c, b in zip(row["clicked_iou"], row["best_iou"]))
