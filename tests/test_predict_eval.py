@@ -146,7 +146,7 @@ def test_overlay_video_is_read_back_with_the_written_frames(tmp_path):
     masks = [np.zeros((33, 51), np.uint8) for _ in frames]
     for mask in masks:
         mask[8:24, 10:40] = 1
-    path = write_overlay_video(tmp_path / "v.mp4", frames, masks, fps=10)
+    path = write_overlay_video(tmp_path / "v.mp4", frames, masks, fps=10, style="fill", palette="davis")
     count, size, fps = read_video_info(path)
     assert (count, size) == (7, (34, 52))
     assert fps == pytest.approx(10)

@@ -12,7 +12,9 @@ import torch
 from matplotlib.figure import Figure
 
 from isvos_lite.data.palette import DAVIS_PALETTE
+from isvos_lite.viz.colors import CONTRAST_PALETTE, ERROR_COLORS
 from isvos_lite.viz import (PCABasis, compare_masks, error_map, load_metrics_log, mask_boundary, mask_ious,
+                            outline_width, set_object_palette,
                             object_color, overlay_mask, per_frame_curve, plot_affinity, plot_jf_curves,
                             grid_extent, plot_loss_curves, plot_memory_tradeoff, plot_readout_features, readout_pca_rgb,
                             save_figure, show_frames, smooth_ema, top_k_positions)
@@ -31,17 +33,61 @@ def scene():
 
 # --- colours and overlays -----------------------------------------------------------------
 
-def test_object_color_is_the_davis_palette_row():
-    assert np.allclose(object_color(1) * 255, [128, 0, 0])
-    assert np.allclose(object_color(7) * 255, DAVIS_PALETTE[7])
+def test_object_color_is_the_palette_row():
+    assert np.allclose(object_color(1, "davis") * 255, [128, 0, 0])
+    assert np.allclose(object_color(7, "davis") * 255, DAVIS_PALETTE[7])
+    assert np.allclose(object_color(1) * 255, CONTRAST_PALETTE[1])          # the default: the contrast palette
+    assert np.allclose(object_color(12) * 255, DAVIS_PALETTE[12])            # past its 8 colours, DAVIS again
     with pytest.raises(ValueError, match="object_id"):
         object_color(256)
+    with pytest.raises(ValueError, match="palette"):
+        object_color(1, "rainbow")
+
+
+def test_set_object_palette_switches_every_drawing_back_and_forth(scene):
+    frame, mask = scene
+    previous = set_object_palette("davis")
+    try:
+        assert np.allclose(object_color(1) * 255, [128, 0, 0])
+        davis = overlay_mask(frame, mask)
+    finally:
+        assert set_object_palette(previous) == "davis"
+    np.testing.assert_array_equal(davis, overlay_mask(frame, mask, palette="davis"))
+    assert not np.array_equal(davis, overlay_mask(frame, mask))
+
+
+def test_contrast_palette_keeps_objects_apart_from_red_scenes_and_errors():
+    # the look-alike scenes are red: object 1 of the default palette is not (blue channel dominates), unlike DAVIS's
+    assert CONTRAST_PALETTE[1][2] > CONTRAST_PALETTE[1][0] and DAVIS_PALETTE[1][0] > DAVIS_PALETTE[1][2]
+    first = {tuple(c) for c in CONTRAST_PALETTE[1:9].tolist()}
+    assert len(first) == 8 and not first & set(ERROR_COLORS.values()) and (0, 0, 0) not in first
+
+
+def test_outline_style_draws_a_band_inside_and_a_white_rim_outside(scene):
+    frame, mask = scene
+    out = overlay_mask(frame, mask, palette="davis", line_width=2)          # the default style: outline
+    box = np.zeros_like(mask, dtype=bool)
+    box[2:8, 3:11] = True                                                     # object 1
+    band = box.copy()
+    band[4:6, 5:9] = False                                                    # 2 px inside its border
+    np.testing.assert_array_equal(out[band], np.tile(DAVIS_PALETTE[1], (band.sum(), 1)))
+    np.testing.assert_array_equal(out[box & ~band], frame[box & ~band])       # the interior stays visible
+    assert (out[1, 5] == 255).all() and (out[8, 5] == 255).all() and (out[4, 2] == 255).all()   # the rim, 1 px out
+    far = np.ones_like(box)
+    far[0:10, 1:13] = False
+    far[8:17, 18:27] = False
+    np.testing.assert_array_equal(out[far], frame[far])                       # the rest of the frame untouched
+    assert outline_width((160, 288)) == 3 and outline_width((480, 854)) == 8 and outline_width((20, 30)) == 2
+    with pytest.raises(ValueError, match="style"):
+        overlay_mask(frame, mask, style="glow")
+    with pytest.raises(ValueError, match="line_width"):
+        overlay_mask(frame, mask, line_width=0)
 
 
 def test_overlay_colours_equal_palette_blended_at_alpha(scene):
     frame, mask = scene
     alpha = 0.6
-    out = overlay_mask(frame, mask, alpha=alpha, contour=False)
+    out = overlay_mask(frame, mask, alpha=alpha, contour=False, style="fill", palette="davis")
     expected = np.round((1 - alpha) * frame + alpha * DAVIS_PALETTE[mask].astype(float)).astype(np.uint8)
     objects = mask > 0
     np.testing.assert_array_equal(out[objects], expected[objects])
@@ -50,7 +96,7 @@ def test_overlay_colours_equal_palette_blended_at_alpha(scene):
 
 def test_overlay_contour_has_full_colour_and_interior_is_blended(scene):
     frame, mask = scene
-    out = overlay_mask(frame, mask, alpha=0.6, contour=True)
+    out = overlay_mask(frame, mask, alpha=0.6, contour=True, style="fill", palette="davis")
     edge = mask_boundary(mask)
     np.testing.assert_array_equal(out[edge], DAVIS_PALETTE[mask[edge]])
     interior = (mask > 0) & ~edge
@@ -66,9 +112,10 @@ def test_mask_boundary_of_a_box_is_its_perimeter():
     assert not edge[4, 5] and edge[2, 3] and edge[6, 7]
 
 
-def test_overlay_object_selection_leaves_other_objects_unpainted(scene):
+@pytest.mark.parametrize("style", ["outline", "fill"])
+def test_overlay_object_selection_leaves_other_objects_unpainted(scene, style):
     frame, mask = scene
-    out = overlay_mask(frame, mask, object_ids=[3])
+    out = overlay_mask(frame, mask, object_ids=[3], style=style)
     np.testing.assert_array_equal(out[mask == 1], frame[mask == 1])
     assert not np.array_equal(out[mask == 3], frame[mask == 3])
 

@@ -42,7 +42,10 @@ def test_side_by_side_frame_puts_truth_right_of_the_prediction():
     image = side_by_side_frame(frame, np.zeros_like(gt), gt, label="frame 3", jf=12.5)
     assert image.shape == (40 + 22, 2 * 60 + 4, 3) and image.dtype == np.uint8
     left, right = image[22:, :60], image[22:, 64:]
-    assert np.all(left[20, 20] == 90) and not np.all(right[20, 20] == 90)     # only the truth is coloured there
+    assert np.all(left[10, 20] == 90) and not np.all(right[10, 20] == 90)     # only the truth is outlined there
+    assert np.all(right[20, 20] == 90)                                         # the default outline keeps the inside
+    filled = side_by_side_frame(frame, np.zeros_like(gt), gt, style="fill")[22:, 64:]
+    assert not np.all(filled[20, 20] == 90)                                    # the fill style paints it
     assert side_by_side_frame(frame, gt, None).shape == image.shape
 
 

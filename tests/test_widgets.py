@@ -129,9 +129,42 @@ def test_affinity_explorer_variant_toggle_and_top_k(video):
     explorer = AffinityExplorer(affinity, frames[:2], frames[2], query_xy=(20, 20))
     explorer.variant_buttons.value = "without query enhancement"
     assert affinity.calls[-1][1] == "without query enhancement"
+    assert explorer.panels.colorbar.vmax == pytest.approx(1.0)     # fixed by default: the weights are probabilities
+    explorer.color_scale_buttons.value = "per click"
     assert explorer.panels.colorbar.vmax == pytest.approx(0.5)                   # limits follow the data
     marked = [c for ax in explorer.panels.memory_axes for c in ax.collections if c.get_gid() == "top_k"]
     assert sum(len(c.get_offsets()) for c in marked) == 1
+
+
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_affinity_explorer_fixed_colour_scale_does_not_re_range_per_click(video, scale):
+    frames, _ = video
+    explorer = AffinityExplorer(FakeAffinity(), frames[:2], frames[2], query_xy=(20, 20), scale=scale)
+    limits = []
+    for variant in ("with query enhancement", "without query enhancement"):    # peaks of 1.0 and 0.5
+        explorer.variant_buttons.value = variant
+        heat = explorer.panels.heat_images[0]
+        limits.append((heat.norm.vmin, heat.norm.vmax))
+    assert limits[0] == limits[1] == ((0.0, 1.0) if scale == "linear" else (1e-6, 1.0))
+    explorer.color_scale_buttons.value = "per click"
+    assert explorer.panels.heat_images[0].norm.vmax == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="color_scale"):
+        AffinityExplorer(FakeAffinity(), frames[:2], frames[2], color_scale="sometimes")
+
+
+def test_affinity_explorer_outlines_the_target_on_every_panel(video):
+    frames, masks = video
+    explorer = AffinityExplorer(FakeAffinity(), frames[:2], frames[2], memory_masks=masks[:2], query_mask=masks[2],
+                                outline_ids=[1])
+    axes = explorer.panels.memory_axes + [explorer.panels.query_ax]
+    for ax in axes:
+        outlines = [c for c in ax.collections if c.get_gid() == "outline:1"]
+        assert len(outlines) == 1 and not any(c.get_gid() == "outline:2" for c in ax.collections)
+    explorer.select(30, 10)                                                       # a click keeps the outlines
+    assert all(any(c.get_gid() == "outline:1" for c in ax.collections)
+               for ax in explorer.panels.memory_axes + [explorer.panels.query_ax])
+    with pytest.raises(ValueError, match="memory_masks: got 1 masks for 2 memory frames"):
+        AffinityExplorer(FakeAffinity(), frames[:2], frames[2], memory_masks=masks[:1])
 
 
 def test_affinity_explorer_reports_a_bad_affinity_function(video):

@@ -109,6 +109,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overlay", metavar="OUT.mp4", default=None, help="also write an overlay video")
     parser.add_argument("--fps", type=float, default=None,
                         help="overlay frame rate (default: the video's, or 24 for a frames folder)")
+    parser.add_argument("--overlay-style", choices=("outline", "fill"), default="outline",
+                        help="overlay: each object's outline, its pixels left visible (default), or its colour "
+                             "blended over it")
+    parser.add_argument("--overlay-colors", choices=("contrast", "davis"), default="contrast",
+                        help="overlay colours: a colour-blind-safe palette that stands out from red and green scenes "
+                             "(default, object 1 blue), or the DAVIS palette of the mask PNGs (object 1 dark red)")
     parser.add_argument("--objects", type=int, nargs="+", default=None, metavar="ID",
                         help="track only these object ids of the mask (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder / --overlay file")
@@ -147,7 +153,8 @@ def run(args) -> int:
         model = load_checkpoint(args.checkpoint, map_location=options["device"])
 
     fps = args.fps or (seq.fps if args.video else 24.0)
-    overlay = OverlayVideoWriter(overlay_path, fps=fps) if overlay_path else None
+    overlay = (OverlayVideoWriter(overlay_path, fps=fps, style=args.overlay_style, palette=args.overlay_colors)
+               if overlay_path else None)
     on_frame = (lambda index, frame, mask: overlay.write(frame, mask)) if overlay else None
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -3,9 +3,11 @@
 Memory reading (Eq. 3, §3.2) compares the query key of every pixel of the current frame with the
 keys of every position of every memory frame. Fix one query pixel and the result is one weight per
 memory position, ``affinity_rows`` of shape (T, h, w) on the key grid (stride 16). This module
-draws that row as a heat map over each memory frame (one shared, data-driven colour scale and one
-colour bar), marks the top-k positions that inference keeps (§4.1: top-k = 20), and shows the query
-frame with the picked pixel and the key-grid cell it falls in.
+draws that row as a heat map over each memory frame (one shared colour scale and one colour bar:
+data-driven, or fixed with ``color_range`` so that an explorer's colours mean the same weight on every
+click), marks the top-k positions that inference keeps (§4.1: top-k = 20), outlines the objects of
+the given masks (which shape is the target?), and shows the query frame with the picked pixel and the
+key-grid cell it falls in.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
+from matplotlib.patheffects import withStroke
 
-from isvos_lite.viz.arrays import as_frame, as_frames, to_numpy
+from isvos_lite.viz.arrays import as_frame, as_frames, as_mask, to_numpy
+from isvos_lite.viz.colors import object_color
 from isvos_lite.viz.figures import grid_shape, new_figure, style_image_axes
 
-__all__ = ["top_k_positions", "check_affinity_rows", "grid_extent", "AffinityPanels", "draw_affinity", "plot_affinity"]
+__all__ = ["top_k_positions", "check_affinity_rows", "grid_extent", "AffinityPanels", "draw_affinity", "plot_affinity",
+           "fixed_color_range", "draw_outlines"]
 
 QUERY_MARKER = dict(marker="*", s=260, c="lime", edgecolors="white", linewidths=1.25, zorder=3)
 TOP_K_MARKER = dict(marker="o", s=70, facecolors="none", edgecolors="cyan", linewidths=1.6, zorder=3)
@@ -106,23 +111,67 @@ class _KeyGrid:
         return row, col
 
 
+OUTLINE_WIDTH = 2.2     # points: the object outlines drawn over the affinity panels (white halo around them)
+
+
+def fixed_color_range(scale: str) -> tuple[float, float]:
+    """The fixed colour range of affinity weights: they are the softmax of Eq. (3) over every memory position, so
+    each lies in [0, 1] (and the weights of one query pixel sum to 1). Linear: (0, 1); log: (10^-6, 1)."""
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale: expected 'linear' or 'log', got {scale!r}")
+    return (0.0, 1.0) if scale == "linear" else (10.0 ** -LOG_DECADES, 1.0)
+
+
+def draw_outlines(ax: Axes, mask: Any, object_ids: Sequence[int] | None = None, palette: str | None = None,
+                  shape: tuple[int, int] | None = None) -> list:
+    """Outline objects of an (H, W) id mask on ``ax`` (in the object's colour with a white halo, over any heat map).
+
+    Returns the contour sets (gid ``outline:k``); ``object_ids`` chooses the objects (default: all in the mask).
+    """
+    ids = as_mask(mask, "mask", shape=shape)
+    present = [int(i) for i in np.unique(ids) if i != 0]
+    chosen = present if object_ids is None else [i for i in present if i in {int(j) for j in object_ids}]
+    drawn = []
+    for object_id in chosen:
+        contours = ax.contour((ids == object_id).astype(np.float64), levels=[0.5],
+                              colors=[object_color(object_id, palette)], linewidths=OUTLINE_WIDTH, zorder=2.5)
+        contours.set_path_effects([withStroke(linewidth=OUTLINE_WIDTH + 2.5, foreground="white")])
+        contours.set_gid(f"outline:{object_id}")
+        drawn.append(contours)
+    return drawn
+
+
 def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any, query_frame: Any,
                   query_xy: Sequence[float], top_k: int | None = None,
                   memory_indices: Sequence[int] | None = None, query_index: int | None = None,
                   ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno", title: str | None = None,
                   extent: tuple[float, float, float, float] | None = None,
-                  panel_size: float = 2.8, scale: str = "linear") -> tuple[Figure, AffinityPanels]:
+                  panel_size: float = 2.8, scale: str = "linear",
+                  color_range: tuple[float, float] | None = None, memory_masks: Sequence[Any] | None = None,
+                  query_mask: Any = None, outline_ids: Sequence[int] | None = None,
+                  palette: str | None = None) -> tuple[Figure, AffinityPanels]:
     """Draw the affinity of one query pixel over the memory frames (into ``figure`` if given, cleared first).
 
     ``extent`` places the key grid on the frames (see :func:`grid_extent`); default: the grid
     covers each frame exactly. ``scale="log"`` colours the weights on a logarithmic scale from a tenth of the k-th
     largest weight (at most six decades below the largest; :func:`log_scale_floor`) up to the largest, and leaves
     weaker positions transparent: matching is often nearly one-hot, and on a linear scale only the best match is
-    visible.
+    visible. ``color_range`` = (low, high) fixes the colour scale instead (e.g. :func:`fixed_color_range`), so the
+    same colour means the same weight for every query pixel; on a log scale weights below ``low`` are transparent.
+    ``memory_masks`` (one (H, W) id mask per memory frame, entries may be None) and ``query_mask`` outline the
+    objects ``outline_ids`` (default: all) in their palette colours (:func:`draw_outlines`).
     """
     if scale not in ("linear", "log"):
         raise ValueError(f"scale: expected 'linear' or 'log', got {scale!r}")
+    if color_range is not None:
+        low_fixed, high_fixed = (float(v) for v in color_range)
+        if not (np.isfinite(low_fixed) and np.isfinite(high_fixed) and low_fixed < high_fixed) \
+                or (scale == "log" and low_fixed <= 0):
+            raise ValueError(f"color_range: expected (low, high) with low < high{' and low > 0 (log scale)' if scale == 'log' else ''}, "
+                             f"got {color_range!r}")
     memory = as_frames(memory_frames, "memory_frames")
+    if memory_masks is not None and len(memory_masks) != len(memory):
+        raise ValueError(f"memory_masks: got {len(memory_masks)} masks for {len(memory)} memory frames")
     rows = check_affinity_rows(affinity_rows, len(memory))           # (T, h, w)
     query = as_frame(query_frame, "query_frame")
     height, width = query.shape[:2]
@@ -137,8 +186,11 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
     low, high = float(rows.min()), float(rows.max())
     if high <= low:                                                  # a constant row: keep a valid colour scale
         high = low + 1e-12
+    if color_range is not None:
+        low, high = low_fixed, high_fixed
     if scale == "log":
-        low = min(log_scale_floor(rows, top_k), high / 10)
+        if color_range is None:
+            low = min(log_scale_floor(rows, top_k), high / 10)
         norm = LogNorm(vmin=low, vmax=high)
         shown = np.ma.masked_less(rows, low)                         # weaker than the floor: transparent
         alpha = max(alpha, 0.85)                                     # few cells are coloured: draw them clearly
@@ -152,6 +204,8 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
         frame_extent = extent if extent is not None else (-0.5, frame_w - 0.5, frame_h - 0.5, -0.5)
         ax.imshow(frame, interpolation="nearest")
         heat = ax.imshow(shown[t], cmap=cmap, norm=norm, alpha=alpha, interpolation="nearest", extent=frame_extent)
+        if memory_masks is not None and memory_masks[t] is not None:
+            draw_outlines(ax, memory_masks[t], outline_ids, palette, shape=(frame_h, frame_w))
         if marked is not None:
             here = marked[marked[:, 0] == t]                          # (k_t, 3) rows (t, r, c)
             xs, ys = _KeyGrid(grid_hw, frame_extent).centres(here[:, 1], here[:, 2])
@@ -164,6 +218,8 @@ def draw_affinity(figure: Figure | None, memory_frames: Any, affinity_rows: Any,
 
     query_ax = axes.flat[len(memory)]
     query_image = query_ax.imshow(query, interpolation="nearest")
+    if query_mask is not None:
+        draw_outlines(query_ax, query_mask, outline_ids, palette, shape=(height, width))
     query_grid = _KeyGrid(grid_hw, extent if extent is not None else (-0.5, width - 0.5, height - 0.5, -0.5))
     cell_row, cell_col = query_grid.cell_of(x, y)
     query_ax.add_patch(Rectangle((query_grid.left + cell_col * query_grid.cell_w, query_grid.top + cell_row * query_grid.cell_h),
@@ -206,7 +262,9 @@ def plot_affinity(memory_frames: Any, affinity_rows: Any, query_frame: Any, quer
                   top_k: int | None = None, memory_indices: Sequence[int] | None = None,
                   query_index: int | None = None, ncols: int = 4, alpha: float = 0.6, cmap: str = "inferno",
                   title: str | None = None, extent: tuple[float, float, float, float] | None = None,
-                  scale: str = "linear") -> Figure:
+                  scale: str = "linear", color_range: tuple[float, float] | None = None,
+                  memory_masks: Sequence[Any] | None = None, query_mask: Any = None,
+                  outline_ids: Sequence[int] | None = None) -> Figure:
     """Heat maps of one query pixel's affinity over each memory frame, plus the query frame (Eq. 3).
 
     Args:
@@ -220,10 +278,14 @@ def plot_affinity(memory_frames: Any, affinity_rows: Any, query_frame: Any, quer
         extent: where the key grid lies on the frames when the model padded or resized them
             (:func:`grid_extent`); default: the grid covers each frame exactly.
         scale: "linear" or "log" (every top-k weight visible; see :func:`draw_affinity`).
+        color_range: (low, high) fixes the colour scale (default: from the data); see :func:`fixed_color_range`.
+        memory_masks / query_mask / outline_ids: outline these objects of the masks (e.g. the target).
     """
     figure, _ = draw_affinity(None, memory_frames, affinity_rows, query_frame, query_xy, top_k=top_k,
                               memory_indices=memory_indices, query_index=query_index, ncols=ncols,
-                              alpha=alpha, cmap=cmap, title=title, extent=extent, scale=scale)
+                              alpha=alpha, cmap=cmap, title=title, extent=extent, scale=scale,
+                              color_range=color_range, memory_masks=memory_masks, query_mask=query_mask,
+                              outline_ids=outline_ids)
     return figure
 
 

@@ -46,20 +46,22 @@ def error_shares(pred: Any, gt: Any) -> dict[str, float]:
     return shares
 
 
-def side_by_side_frame(frame: Any, pred: Any, gt: Any | None, label: str = "", jf: float | None = None) -> np.ndarray:
+def side_by_side_frame(frame: Any, pred: Any, gt: Any | None, label: str = "", jf: float | None = None,
+                       style: str = "outline", palette: str | None = None) -> np.ndarray:
     """One video frame: prediction overlay | ground-truth overlay, each under a text band.
 
     (H, W, 3) frame, (H, W) ids -> (H + band, 2W + 4, 3) uint8 RGB. ``label`` (e.g. "frame 12") and ``jf`` (percent)
-    go above the prediction; without ``gt`` the right half says "no ground truth".
+    go above the prediction; without ``gt`` the right half says "no ground truth". ``style`` / ``palette``: how the
+    masks are drawn (:func:`isvos_lite.viz.overlays.overlay_mask`).
     """
     image = as_frame(frame, "frame")
     height, width = image.shape[:2]
-    left = overlay_mask(image, as_mask(pred, "pred", shape=(height, width)))
+    left = overlay_mask(image, as_mask(pred, "pred", shape=(height, width)), style=style, palette=palette)
     if gt is None:
         right = (image * 0.35).astype(np.uint8)
         right_text = "ground truth: not annotated"
     else:
-        right = overlay_mask(image, as_mask(gt, "gt", shape=(height, width)))
+        right = overlay_mask(image, as_mask(gt, "gt", shape=(height, width)), style=style, palette=palette)
         right_text = "ground truth"
     left_text = "prediction" + (f", {label}" if label else "") + (f", J&F {jf:.1f}" if jf is not None else "")
     canvas = np.full((height + LABEL_BAND, 2 * width + 4, 3), 255, np.uint8)
@@ -73,9 +75,11 @@ def side_by_side_frame(frame: Any, pred: Any, gt: Any | None, label: str = "", j
 
 def show_prediction_and_truth(frames: Sequence[Any], pred_masks: Sequence[Any], gt_masks: Sequence[Any],
                               frame_indices: Sequence[int], title: str | None = None, given: Sequence[int] = (0,),
-                              panel_size: float = 3.0, figure: Figure | None = None) -> Figure:
+                              panel_size: float = 3.0, figure: Figure | None = None, style: str = "outline",
+                              palette: str | None = None) -> Figure:
     """Two rows: the prediction at each chosen frame (titled with the frame's J&F in percent) above the ground truth.
-    Frames in ``given`` (the first frame, whose mask the method was given) say so instead of a score."""
+    Frames in ``given`` (the first frame, whose mask the method was given) say so instead of a score. ``style`` /
+    ``palette``: how the masks are drawn (:func:`isvos_lite.viz.overlays.overlay_mask`)."""
     indices = [int(t) for t in frame_indices]
     jf = frame_jf([gt_masks[t] for t in indices], [pred_masks[t] for t in indices]) if indices else []
     height, width = as_frame(frames[indices[0]], "frame").shape[:2]
@@ -85,15 +89,17 @@ def show_prediction_and_truth(frames: Sequence[Any], pred_masks: Sequence[Any], 
     for column, (t, score) in enumerate(zip(indices, jf)):
         ids.update(int(i) for i in np.unique(gt_masks[t]) if i)
         scored = "given mask" if t in given else f"J&F {score:.1f}"
-        draw_overlay(axes[0, column], frames[t], pred_masks[t], title=f"frame {t}: {scored}")
-        draw_overlay(axes[1, column], frames[t], gt_masks[t], title=f"frame {t}: ground truth")
+        draw_overlay(axes[0, column], frames[t], pred_masks[t], title=f"frame {t}: {scored}", style=style,
+                     palette=palette)
+        draw_overlay(axes[1, column], frames[t], gt_masks[t], title=f"frame {t}: ground truth", style=style,
+                     palette=palette)
     for ax in axes.flat:
         ax.title.set_fontsize(12)
     axes[0, 0].set_ylabel("prediction", fontsize=12)
     axes[1, 0].set_ylabel("ground truth", fontsize=12)
     if ids:
-        figure.legend(handles=object_legend_handles(sorted(ids)), loc="outside lower center", ncols=min(len(ids), 8),
-                      fontsize=10, frameon=False)
+        figure.legend(handles=object_legend_handles(sorted(ids), palette), loc="outside lower center",
+                      ncols=min(len(ids), 8), fontsize=12, frameon=False)
     if title:
         figure.suptitle(title, fontsize=14)
     return figure

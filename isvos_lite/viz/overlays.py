@@ -1,31 +1,51 @@
 """Frames with object masks on top: overlays, frame strips, prediction vs. ground truth.
 
-The grammar (SAM 2's notebooks, the DAVIS tools): every object keeps its DAVIS-palette colour,
-blended over the frame at alpha 0.6 with a one-pixel contour in the full colour, and every panel
-is titled ``frame t``. These are the pictures of paper Fig. 1, 5 and 6.
+The grammar: every object keeps its palette colour (:mod:`isvos_lite.viz.colors`) and every panel is titled
+``frame t``. Two styles (``style=``):
+
+- ``"outline"`` (the default): the object's own pixels are left as they are and its contour is drawn as a band in
+  the object's colour (:func:`outline_width` pixels, inside the object) with a white rim just outside it, so the
+  mask stays visible on a scene of any colour and the texture under it (the look-alike cue) is not hidden;
+- ``"fill"``: the object colour blended over the frame at ``alpha`` with a one-pixel contour in the full colour
+  (SAM 2's notebooks, the DAVIS tools).
+
+These are the pictures of paper Fig. 1, 5 and 6.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+import cv2
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 
-from isvos_lite.data.palette import DAVIS_PALETTE
 from isvos_lite.viz.arrays import as_frame, as_frames, as_mask, as_masks
-from isvos_lite.viz.colors import ERROR_COLORS, object_legend_handles
+from isvos_lite.viz.colors import ERROR_COLORS, object_legend_handles, object_palette
 from isvos_lite.viz.figures import grid_shape, new_figure, style_image_axes
 
 __all__ = [
-    "mask_boundary", "overlay_mask", "draw_overlay", "show_frames",
+    "OVERLAY_STYLES", "outline_width", "mask_boundary", "overlay_mask", "draw_overlay", "show_frames",
     "error_map", "error_overlay", "mask_ious", "draw_comparison", "compare_masks",
 ]
 
 ERROR_CODES = {"missed": 1, "spurious": 2, "wrong object": 3}  # values of error_map; 0 = correct
+OVERLAY_STYLES = ("outline", "fill")
+
+
+def outline_width(shape: tuple[int, int]) -> int:
+    """Width in pixels of an outline band on an (H, W) frame: 1/60 of the shorter side, at least 2 (3 px on the
+    teaching world's 160-pixel-high frames, 8 px at 480p), so it stays visible when the frame is shown small."""
+    return max(2, int(round(min(shape[:2]) / 60)))
+
+
+def _check_style(style: str) -> str:
+    if style not in OVERLAY_STYLES:
+        raise ValueError(f"style: expected one of {', '.join(map(repr, OVERLAY_STYLES))}, got {style!r}")
+    return style
 
 
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
@@ -46,34 +66,58 @@ def _selected_ids(mask: np.ndarray, object_ids: Iterable[int] | None) -> list[in
 
 
 def overlay_mask(frame: Any, mask: Any, alpha: float = 0.6, contour: bool = True,
-                 object_ids: Iterable[int] | None = None) -> np.ndarray:
-    """Blend object colours over a frame: (H, W, 3) uint8 frame + (H, W) ids -> (H, W, 3) uint8.
+                 object_ids: Iterable[int] | None = None, style: str = "outline", palette: str | None = None,
+                 line_width: int | None = None) -> np.ndarray:
+    """Draw object masks over a frame: (H, W, 3) uint8 frame + (H, W) ids -> (H, W, 3) uint8.
 
-    Each pixel of object k becomes ``round((1 - alpha) * frame + alpha * DAVIS_PALETTE[k])``; with
-    ``contour`` its boundary pixels take the full palette colour. ``object_ids`` restricts the
-    drawing to those objects (the others stay unpainted); background (0) is never painted.
+    ``style="outline"`` (default): the pixels of object k within ``line_width`` (default :func:`outline_width`) of
+    its contour take colour k of ``palette`` and the pixels just outside it (half that width) turn white; the rest
+    of the frame is unchanged (``alpha`` and ``contour`` are not used). ``style="fill"``: each pixel of object k
+    becomes ``round((1 - alpha) * frame + alpha * palette[k])``; with ``contour`` its boundary pixels take the full
+    colour. ``palette``: "contrast" or "davis" (:func:`isvos_lite.viz.colors.object_palette`; None: the active one).
+    ``object_ids`` restricts the drawing to those objects (the others stay unpainted); background (0) is never painted.
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    _check_style(style)
+    colours_of = object_palette(palette)
     image = as_frame(frame, "frame")
     ids = as_mask(mask, "mask", shape=image.shape[:2])
-    selected = np.isin(ids, _selected_ids(ids, object_ids))          # (H, W) pixels to paint
-    colours = DAVIS_PALETTE[ids].astype(np.float64)                   # (H, W, 3)
-    blended = (1.0 - alpha) * image.astype(np.float64) + alpha * colours
+    chosen = _selected_ids(ids, object_ids)
     out = image.copy()
+    if style == "outline":
+        width = outline_width(ids.shape) if line_width is None else int(line_width)
+        if width < 1:
+            raise ValueError(f"line_width must be >= 1 pixel, got {line_width}")
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        bands = []
+        for object_id in chosen:
+            region = (ids == object_id).astype(np.uint8)                  # (H, W) 0/1
+            inner = cv2.erode(region, kernel, iterations=width, borderType=cv2.BORDER_REPLICATE)
+            grown = cv2.dilate(region, kernel, iterations=max(1, width // 2), borderType=cv2.BORDER_REPLICATE)
+            out[(grown > 0) & (region == 0)] = 255                        # the white rim outside the object
+            bands.append((object_id, (region > 0) & (inner == 0)))
+        for object_id, band in bands:                                     # colour bands over any neighbour's rim
+            out[band] = colours_of[object_id]
+        return out
+    selected = np.isin(ids, chosen)                                       # (H, W) pixels to paint
+    colours = colours_of[ids].astype(np.float64)                          # (H, W, 3)
+    blended = (1.0 - alpha) * image.astype(np.float64) + alpha * colours
     out[selected] = np.round(blended[selected]).astype(np.uint8)
     if contour:
         edge = mask_boundary(ids) & selected
-        out[edge] = DAVIS_PALETTE[ids[edge]]
+        out[edge] = colours_of[ids[edge]]
     return out
 
 
 def draw_overlay(ax: Axes, frame: Any, mask: Any = None, *, alpha: float = 0.6, contour: bool = True,
-                 object_ids: Iterable[int] | None = None, title: str | None = None) -> AxesImage:
-    """Draw a frame (with its mask overlaid when given) into ``ax``; returns the AxesImage."""
+                 object_ids: Iterable[int] | None = None, title: str | None = None, style: str = "outline",
+                 palette: str | None = None) -> AxesImage:
+    """Draw a frame (with its mask overlaid when given, see :func:`overlay_mask`) into ``ax``; returns the AxesImage."""
     image = as_frame(frame, "frame")
     if mask is not None:
-        image = overlay_mask(image, mask, alpha=alpha, contour=contour, object_ids=object_ids)
+        image = overlay_mask(image, mask, alpha=alpha, contour=contour, object_ids=object_ids, style=style,
+                             palette=palette)
     artist = ax.imshow(image, interpolation="nearest")
     style_image_axes(ax, title)
     return artist
@@ -82,7 +126,7 @@ def draw_overlay(ax: Axes, frame: Any, mask: Any = None, *, alpha: float = 0.6, 
 def show_frames(frames: Any, masks: Any = None, frame_indices: Sequence[int] | None = None,
                 titles: Sequence[str] | None = None, ncols: int = 5, alpha: float = 0.6,
                 contour: bool = True, object_ids: Iterable[int] | None = None, legend: bool = True,
-                panel_size: float = 2.6) -> Figure:
+                panel_size: float = 2.6, style: str = "outline", palette: str | None = None) -> Figure:
     """A strip / grid of frames with their masks, titled ``frame t`` (SAM 2's strided overview).
 
     Args:
@@ -91,6 +135,7 @@ def show_frames(frames: Any, masks: Any = None, frame_indices: Sequence[int] | N
         frame_indices: which frames to show (e.g. ``range(0, T, 5)``); default all. Titles use them.
         titles: one title per shown frame, replacing ``frame t``.
         ncols: panels per row. object_ids: draw only these objects. legend: "object k" swatches.
+        style / palette: how masks are drawn (:func:`overlay_mask`).
     """
     video = as_frames(frames, "frames")
     shapes = [frame.shape[:2] for frame in video]
@@ -108,7 +153,7 @@ def show_frames(frames: Any, masks: Any = None, frame_indices: Sequence[int] | N
     for panel, t in enumerate(shown):
         title = titles[panel] if titles is not None else f"frame {t}"
         draw_overlay(axes.flat[panel], video[t], mask_list[t], alpha=alpha, contour=contour,
-                     object_ids=object_ids, title=title)
+                     object_ids=object_ids, title=title, style=style, palette=palette)
     for ax in axes.flat[len(shown):]:
         ax.set_axis_off()
     if legend and masks is not None:
@@ -116,8 +161,8 @@ def show_frames(frames: Any, masks: Any = None, frame_indices: Sequence[int] | N
         if object_ids is not None:
             present = [i for i in present if i in {int(j) for j in object_ids}]
         if present:
-            figure.legend(handles=object_legend_handles(present), loc="outside lower center",
-                          ncols=min(len(present), 8), fontsize=10, frameon=False)
+            figure.legend(handles=object_legend_handles(present, palette), loc="outside lower center",
+                          ncols=min(len(present), 8), fontsize=12, frameon=False)
     return figure
 
 
@@ -167,15 +212,18 @@ def mask_ious(pred: Any, gt: Any, object_ids: Iterable[int] | None = None) -> di
 
 
 def draw_comparison(axes: Sequence[Axes], frame: Any, pred: Any, gt: Any | None, *, alpha: float = 0.6,
-                    object_ids: Iterable[int] | None = None) -> list[AxesImage]:
+                    object_ids: Iterable[int] | None = None, style: str = "outline",
+                    palette: str | None = None) -> list[AxesImage]:
     """Fill three axes: prediction overlay, ground-truth overlay, error map. Returns their images.
 
-    With ``gt`` None (an unannotated frame) the last two panels show the plain frame.
+    With ``gt`` None (an unannotated frame) the last two panels show the plain frame. ``style`` / ``palette``:
+    how the masks are drawn (:func:`overlay_mask`).
     """
+    drawn = dict(alpha=alpha, object_ids=object_ids, style=style, palette=palette)
     image = as_frame(frame, "frame")
     prediction = as_mask(pred, "pred", shape=image.shape[:2])
     if gt is None:
-        return [draw_overlay(axes[0], image, prediction, alpha=alpha, object_ids=object_ids, title="prediction"),
+        return [draw_overlay(axes[0], image, prediction, title="prediction", **drawn),
                 draw_overlay(axes[1], image, title="ground truth: not annotated"),
                 draw_overlay(axes[2], image, title="errors: no ground truth")]
     truth = as_mask(gt, "gt", shape=image.shape[:2])
@@ -184,23 +232,24 @@ def draw_comparison(axes: Sequence[Axes], frame: Any, pred: Any, gt: Any | None,
     codes = error_map(prediction, truth, object_ids)
     wrong = int((codes > 0).sum())
     images = [
-        draw_overlay(axes[0], image, prediction, alpha=alpha, object_ids=object_ids, title=f"prediction ({iou_text})"),
-        draw_overlay(axes[1], image, truth, alpha=alpha, object_ids=object_ids, title="ground truth"),
+        draw_overlay(axes[0], image, prediction, title=f"prediction ({iou_text})", **drawn),
+        draw_overlay(axes[1], image, truth, title="ground truth", **drawn),
         axes[2].imshow(error_overlay(image, prediction, truth, alpha=alpha, object_ids=object_ids), interpolation="nearest"),
     ]
     style_image_axes(axes[2], f"errors: {wrong} px ({100.0 * wrong / codes.size:.1f}%)")
     handles = [Patch(facecolor=np.array(ERROR_COLORS[name]) / 255.0, label=name) for name in ERROR_CODES]
-    axes[2].legend(handles=handles, loc="lower right", fontsize=9, framealpha=0.8)
+    axes[2].legend(handles=handles, loc="lower right", fontsize=10, framealpha=0.8)
     return images
 
 
 def compare_masks(frame: Any, pred: Any, gt: Any, alpha: float = 0.6, frame_index: int | None = None,
-                  object_ids: Iterable[int] | None = None, panel_size: float = 3.2) -> Figure:
+                  object_ids: Iterable[int] | None = None, panel_size: float = 3.2, style: str = "outline",
+                  palette: str | None = None) -> Figure:
     """Prediction vs. ground truth on one frame, errors highlighted (missed / spurious / wrong object)."""
     image = as_frame(frame, "frame")
     height, width = image.shape[:2]
     figure, axes = new_figure(1, 3, panel_size=(panel_size, panel_size * height / width + 0.5))
-    draw_comparison(axes[0], image, pred, gt, alpha=alpha, object_ids=object_ids)
+    draw_comparison(axes[0], image, pred, gt, alpha=alpha, object_ids=object_ids, style=style, palette=palette)
     if frame_index is not None:
         figure.suptitle(f"frame {frame_index}", fontsize=13)
     return figure

@@ -29,7 +29,7 @@ from matplotlib.backend_bases import MouseEvent
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from isvos_lite.viz.affinity import draw_affinity
+from isvos_lite.viz.affinity import draw_affinity, fixed_color_range
 from isvos_lite.viz.arrays import as_frame, as_frames, as_masks, check_same_hw, to_numpy
 from isvos_lite.viz.colors import object_color_hex
 from isvos_lite.viz.curves import METRICS, per_frame_curve, plot_jf_curves
@@ -40,6 +40,8 @@ __all__ = ["FigureExplorer", "VideoBrowser", "AffinityExplorer", "ReadoutExplore
            "clickable_canvas"]
 
 EXPLORER_ENV = "ISVOS_LITE_EXPLORER"      # auto (default) | click | sliders
+MAX_WIDTH_IN = 10.0                       # explorers are at most this wide: their text stays readable projected
+                                          # (isvos_lite.viz.figure_check.DISPLAY_WIDTH_IN)
 
 
 class FigureExplorer(ABC):
@@ -116,7 +118,7 @@ class VideoBrowser(FigureExplorer):
     """
 
     def __init__(self, frames: Any, pred_masks: Any, gt_masks: Any = None, object_ids: Sequence[int] | None = None,
-                 alpha: float = 0.6, panel_size: float = 3.4):
+                 alpha: float = 0.6, panel_size: float = 3.4, style: str = "outline"):
         self.frames = as_frames(frames, "frames")
         height, width = check_same_hw(self.frames, "frames")
         shapes = [frame.shape[:2] for frame in self.frames]
@@ -126,7 +128,7 @@ class VideoBrowser(FigureExplorer):
             masks = [m for m in self.pred_masks + (self.gt_masks or []) if m is not None]
             object_ids = sorted({int(i) for m in masks for i in np.unique(m) if i != 0})
         self.object_ids = [int(i) for i in object_ids]
-        self.alpha = alpha
+        self.alpha, self.style = alpha, style                # style: "outline" or "fill" (viz.overlays.overlay_mask)
         panels = 3 if self.gt_masks is not None else 1
         super().__init__(figsize=(panel_size * panels, panel_size * height / width + 0.6))
 
@@ -156,12 +158,14 @@ class VideoBrowser(FigureExplorer):
         self.fig.clear()
         if self.gt_masks is None:
             ax = self.fig.subplots(1, 1)
-            draw_overlay(ax, frame, pred, alpha=self.alpha, object_ids=self.selected_ids, title=f"frame {t}")
+            draw_overlay(ax, frame, pred, alpha=self.alpha, object_ids=self.selected_ids, title=f"frame {t}",
+                         style=self.style)
         else:
             axes = self.fig.subplots(1, 3)
             if pred is None:
                 pred = np.zeros(frame.shape[:2], dtype=np.int64)
-            draw_comparison(axes, frame, pred, self.gt_masks[t], alpha=self.alpha, object_ids=self.selected_ids)
+            draw_comparison(axes, frame, pred, self.gt_masks[t], alpha=self.alpha, object_ids=self.selected_ids,
+                            style=self.style)
             self.fig.suptitle(f"frame {t}", fontsize=13)
         self._refresh()
 
@@ -175,13 +179,23 @@ class AffinityExplorer(FigureExplorer):
     rows of shape (T, h, w), one map per memory frame, and top_k an int or None. Pick the pixel
     with the two sliders or by clicking the query frame (ipympl). ``extent`` places the key grid
     on padded/resized frames (:func:`isvos_lite.viz.affinity.grid_extent`).
+
+    ``memory_masks`` (one (H, W) id mask per memory frame) and ``query_mask`` outline the objects ``outline_ids``
+    (default: all; e.g. ``[1]``, the target) on every panel, so a room can tell which shape is the target. The
+    colour scale is **fixed** by default (``color_scale="fixed"``: :func:`isvos_lite.viz.affinity.fixed_color_range`,
+    the weights are softmax probabilities in [0, 1]), so a colour means the same weight after every click;
+    ``"per click"`` re-ranges it to each pixel's weights (the "colour scale" buttons switch between the two).
     """
+
+    COLOR_SCALES = ("fixed", "per click")
 
     def __init__(self, affinity_for: Callable[[tuple[int, int], Any], Any], memory_frames: Any, query_frame: Any,
                  variants: Sequence[str] | None = ("with query enhancement", "without query enhancement"),
                  memory_indices: Sequence[int] | None = None, query_index: int | None = None,
                  query_xy: tuple[int, int] | None = None, extent: tuple[float, float, float, float] | None = None,
-                 ncols: int = 4, panel_size: float = 2.8, scale: str = "linear"):
+                 ncols: int = 4, panel_size: float = 2.8, scale: str = "linear",
+                 memory_masks: Sequence[Any] | None = None, query_mask: Any = None,
+                 outline_ids: Sequence[int] | None = None, color_scale: str = "fixed"):
         if not callable(affinity_for):
             raise ValueError(f"affinity_for: expected a function (query_xy, variant) -> (affinity_rows, top_k), got {type(affinity_for).__name__}")
         self.affinity_for = affinity_for
@@ -189,6 +203,12 @@ class AffinityExplorer(FigureExplorer):
         self.query_frame = as_frame(query_frame, "query_frame")
         self.memory_indices, self.query_index, self.ncols, self.extent = memory_indices, query_index, ncols, extent
         self.scale = scale                                   # "linear" or "log" colour scale of the heat maps
+        fixed_color_range(scale)                             # validates scale
+        if color_scale not in self.COLOR_SCALES:
+            raise ValueError(f"color_scale: expected one of {self.COLOR_SCALES}, got {color_scale!r}")
+        if memory_masks is not None and len(memory_masks) != len(self.memory_frames):
+            raise ValueError(f"memory_masks: got {len(memory_masks)} masks for {len(self.memory_frames)} memory frames")
+        self.memory_masks, self.query_mask, self.outline_ids = memory_masks, query_mask, outline_ids
         height, width = self.query_frame.shape[:2]
         if query_xy is None:
             query_xy = (width // 2, height // 2)
@@ -205,14 +225,21 @@ class AffinityExplorer(FigureExplorer):
         self.variant_buttons = widgets.ToggleButtons(options=self.variants or ["(one variant)"], description="query key",
                                                      style={"button_width": "auto"})   # whole labels, not "with qu…"
         self.variant_buttons.layout.display = None if self.variants else "none"
-        for control in (self.x_slider, self.y_slider, self.variant_buttons):
+        self.color_scale_buttons = widgets.ToggleButtons(options=list(self.COLOR_SCALES), value=color_scale,
+                                                         description="colour scale", style={"button_width": "auto"})
+        for control in (self.x_slider, self.y_slider, self.variant_buttons, self.color_scale_buttons):
             control.observe(self.on_change, names="value")
         self.panels = None
         self.last_rows: np.ndarray | None = None
         self.update()
 
     def controls(self) -> list[widgets.Widget]:
-        return [self.x_slider, self.y_slider, self.variant_buttons]
+        return [self.x_slider, self.y_slider, self.variant_buttons, self.color_scale_buttons]
+
+    @property
+    def color_range(self) -> tuple[float, float] | None:
+        """The fixed (low, high) of the colour scale, or None when it follows each pixel's weights."""
+        return fixed_color_range(self.scale) if self.color_scale_buttons.value == "fixed" else None
 
     @property
     def query_xy(self) -> tuple[int, int]:
@@ -249,7 +276,9 @@ class AffinityExplorer(FigureExplorer):
         self.fig, self.panels = draw_affinity(self.fig, self.memory_frames, self.last_rows, self.query_frame,
                                               self.query_xy, top_k=top_k, memory_indices=self.memory_indices,
                                               query_index=self.query_index, ncols=self.ncols, title=title,
-                                              extent=self.extent, scale=self.scale)
+                                              extent=self.extent, scale=self.scale, color_range=self.color_range,
+                                              memory_masks=self.memory_masks, query_mask=self.query_mask,
+                                              outline_ids=self.outline_ids)
         self._refresh()
 
 
@@ -320,7 +349,8 @@ class JFCurveExplorer(FigureExplorer):
     """
 
     def __init__(self, per_frame: Mapping[Any, Mapping[str, Any]], frames: Any, masks_by_name: Any = None,
-                 gt_masks: Any = None, metric: str = "J&F", alpha: float = 0.6, panel_size: float = 2.8):
+                 gt_masks: Any = None, metric: str = "J&F", alpha: float = 0.6, panel_size: float = 2.8,
+                 style: str = "outline"):
         self.frames = as_frames(frames, "frames")
         height, width = check_same_hw(self.frames, "frames")
         shapes = [frame.shape[:2] for frame in self.frames]
@@ -338,9 +368,11 @@ class JFCurveExplorer(FigureExplorer):
             masks_by_name = {"prediction": masks_by_name}
         self.masks_by_name = {name: as_masks(masks, f"masks_by_name[{name!r}]", shapes) for name, masks in masks_by_name.items()}
         self.gt_masks = as_masks(gt_masks, "gt_masks", shapes) if gt_masks is not None else None
-        self.alpha = alpha
+        self.alpha, self.style = alpha, style                # style: "outline" or "fill" (viz.overlays.overlay_mask)
         panels = max(len(self.masks_by_name) + (self.gt_masks is not None), 1)
-        super().__init__(figsize=(max(panel_size * panels, 7.0), 3.2 + panel_size * height / width + 0.4))
+        width_in = min(max(panel_size * panels, 7.0), MAX_WIDTH_IN)
+        panel_size = width_in / panels if panel_size * panels > width_in else panel_size
+        super().__init__(figsize=(width_in, 3.2 + panel_size * height / width + 0.4))
 
         self.frame_slider = widgets.IntSlider(value=0, min=0, max=len(self.frames) - 1, description="frame",
                                               continuous_update=False)
@@ -378,9 +410,11 @@ class JFCurveExplorer(FigureExplorer):
             if name in self.masks_by_name:
                 score = self.score_at(name, t) if name in self.per_frame else float("nan")
                 label = f"{name}: {metric} {100 * score:.1f}" if not np.isnan(score) else str(name)   # percent
-                draw_overlay(ax, self.frames[t], self.masks_by_name[name][t], alpha=self.alpha, title=label)
+                draw_overlay(ax, self.frames[t], self.masks_by_name[name][t], alpha=self.alpha, title=label,
+                             style=self.style)
             else:
-                draw_overlay(ax, self.frames[t], self.gt_masks[t], alpha=self.alpha, title="ground truth")
+                draw_overlay(ax, self.frames[t], self.gt_masks[t], alpha=self.alpha, title="ground truth",
+                             style=self.style)
         if not panel_names:
             draw_overlay(self.fig.add_subplot(grid[1, 0]), self.frames[t], title=f"frame {t}")
         self.fig.suptitle(f"frame {t}", fontsize=13)
