@@ -98,7 +98,7 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     """Ten frames of a 3-object video through the shipped lite model: fast paths = readable references."""
     from pathlib import Path
 
-    import isvos_lite.inference as inference
+    import isvos_lite.inference.segmenter as segmenter
     from isvos_lite.checkpoint import load_checkpoint
     from isvos_lite.model.memory import query_major_similarity, topk_readout
     from isvos_lite.commands.benchmark import synthetic_video
@@ -116,7 +116,7 @@ def test_shipped_checkpoint_predicts_the_same_with_the_reference_paths(monkeypat
     fast = run()
     monkeypatch.setattr(MSDeformAttn, "fast_inference", False)
     monkeypatch.setattr(MPFBlock, "share_pixel_path", False)
-    monkeypatch.setattr(inference, "blockwise_topk_read",
+    monkeypatch.setattr(segmenter, "blockwise_topk_read",
                         lambda mem_key, query_key, values, k: topk_readout(query_major_similarity(mem_key, query_key),
                                                                            values, k)[0])
     reference = run()

@@ -147,10 +147,11 @@ def test_default_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model, mon
     import argparse
 
     import isvos_lite.inference as inference
+    import isvos_lite.inference.precision as precision
     from isvos_lite.commands import predict
 
     for native in (True, False):
-        monkeypatch.setattr(inference, "native_bf16_cpu", lambda native=native: native)
+        monkeypatch.setattr(precision, "native_bf16_cpu", lambda native=native: native)
         assert inference.default_amp("cpu") is native
         assert inference.VideoSegmenter(tiny_model).amp is native
         assert inference.VideoSegmenter(tiny_model, amp=False).amp is False
@@ -186,11 +187,12 @@ def test_bf16_autocast_keeps_the_prediction_on_a_cpu():
 
 def test_precision_note_names_the_precision_and_why(monkeypatch):
     import isvos_lite.inference as inference
+    import isvos_lite.inference.precision as precision
 
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
     assert inference.precision_note(None) == ("precision: bf16 autocast (the default on a CPU with native bf16; "
                                               "--no-amp for fp32)")
     assert inference.precision_note(False) == "precision: fp32 (--no-amp)"
     assert inference.precision_note(True, "cuda") == "precision: fp16 autocast (--amp)"
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
     assert inference.precision_note(None) == "precision: fp32 (the default here)"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from isvos_lite.inference import VideoSegmenter
+from isvos_lite.inference.views import encode_view, from_view, to_view
 
 
 def _video(T=6, H=64, W=112, seed=0):
@@ -76,13 +77,13 @@ def test_unflip_round_trip_of_a_flipped_view(tiny_model):
     seg = VideoSegmenter(tiny_model, flip=True)
     stream = seg.streams[1]
     assert stream.flip
-    enc = seg._encode(stream, torch.from_numpy(frames[0]).permute(2, 0, 1).float() / 255, 1.0)
+    enc = encode_view(seg.model, stream, torch.from_numpy(frames[0]).permute(2, 0, 1).float() / 255, 1.0, seg.device)
     masks = torch.zeros(2, 64, 112)
     masks[0, 5:20, 3:30] = 1
     masks[1, 30:60, 80:110] = 0.5
-    view = seg._to_view(stream, enc, masks)                                     # (1, 2, 64, 128) mirrored + padded
+    view = to_view(stream, enc, masks, seg.device)                              # (1, 2, 64, 128) mirrored + padded
     assert view[0, 0, 5:20, 128 - 8 - 30: 128 - 8 - 3].min() == 1             # mirrored about the vertical axis
-    torch.testing.assert_close(seg._from_view(stream, enc, view, 64, 112), masks)
+    torch.testing.assert_close(from_view(stream, enc, view, 64, 112), masks)
 
 
 # ---------------------------------------------------------------------------------------------- object ids

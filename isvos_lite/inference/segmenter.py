@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from isvos_lite.inference.memory_bank import MemorySlot
+from isvos_lite.inference.precision import amp_dtype, default_amp
+from isvos_lite.inference.views import View, encode_view, from_view, to_view
 from isvos_lite.model.aggregate import aggregate
 from isvos_lite.model.memory import (blockwise_topk_read, query_major_similarity, readout, softmax_affinity,
                                      topk_readout)
@@ -133,83 +135,6 @@ class StepInternals:
         return col.view(-1, h, w)
 
 
-# ---------------------------------------------------------------------------------------------- memory
-@dataclass
-class _MemorySlot:
-    frame_index: int
-    key: torch.Tensor          # (C_k, h, w)
-    value: torch.Tensor        # (O_at_write, C_v, h, w)
-    pinned: bool
-
-
-class _MemoryBank:
-    """FIFO memory of at most ``max_frames`` slots; pinned slots (first frame, new objects) are never evicted."""
-
-    def __init__(self, max_frames: int):
-        self.max_frames = max_frames
-        self.slots: list[_MemorySlot] = []
-
-    def add(self, slot: _MemorySlot) -> None:
-        self.slots.append(slot)
-        while len(self.slots) > self.max_frames:
-            evictable = [i for i, s in enumerate(self.slots) if not s.pinned]
-            if not evictable:
-                break                   # more pinned frames than the budget: keep them all
-            del self.slots[evictable[0]]
-
-    def first_slot_with(self, num_objects: int) -> int:
-        """Index of the first slot whose value holds at least ``num_objects`` objects."""
-        for i, s in enumerate(self.slots):
-            if s.value.shape[0] >= num_objects:
-                return i
-        raise RuntimeError("internal error: no memory frame holds this object group")
-
-
-class _Stream:
-    """One test-time view (scale, flip) with its own memory."""
-
-    def __init__(self, scale: float, flip: bool, max_frames: int):
-        self.scale, self.flip = scale, flip
-        self.memory = _MemoryBank(max_frames)
-
-
-# ---------------------------------------------------------------------------------------------- precision
-def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 dot products natively (AVX512-BF16 or AMX tiles)."""
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")     # torch >= 2.3; absent -> fp32
-    return any(bool(getattr(cpu, probe, lambda: False)()) for probe in probes)
-
-
-def default_amp(device: str | torch.device) -> bool:
-    """The default of ``amp``: bfloat16 autocast on a CPU that computes bf16 natively, fp32 everywhere else.
-
-    The pixel decoder stays in fp32 under autocast; the CPU top-k read's similarity is bf16 (see their modules).
-    What it costs in J&F and gains in speed on the shipped checkpoints: docs/PERFORMANCE.md, "Precision". On CPUs without native bf16 autocast would be emulated and slower; on CUDA, pass ``amp=True`` yourself
-    (fp16)."""
-    return torch.device(device).type == "cpu" and native_bf16_cpu()
-
-
-def amp_dtype(device: str | torch.device) -> torch.dtype:
-    """The autocast dtype of ``amp=True``: float16 on CUDA, bfloat16 on a CPU."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
-
-
-def precision_name(amp: bool, device: str | torch.device) -> str:
-    """"fp32", "bf16 autocast" or "fp16 autocast"."""
-    return ("fp16" if amp_dtype(device) == torch.float16 else "bf16") + " autocast" if amp else "fp32"
-
-
-def precision_note(amp: bool | None, device: str | torch.device = "cpu") -> str:
-    """One line for a command's output: which precision inference runs in, and why (``amp`` as the user gave it)."""
-    used = default_amp(device) if amp is None else amp
-    if amp is None:
-        why = "the default on a CPU with native bf16; --no-amp for fp32" if used else "the default here"
-    else:
-        why = "--amp" if amp else "--no-amp"
-    return f"precision: {precision_name(used, device)} ({why})"
-
-
 # ---------------------------------------------------------------------------------------------- segmenter
 class VideoSegmenter:
     """Segment one video, frame by frame, with the paper's inference protocol (see the module docstring).
@@ -246,7 +171,7 @@ class VideoSegmenter:
     # -- state
     def reset(self) -> None:
         """Forget the video: memory, objects and frame counter."""
-        self.streams = [_Stream(s, f, self.max_memory_frames) for s, f in self.views]
+        self.streams = [View(s, f, self.max_memory_frames) for s, f in self.views]
         self.object_ids: list[int] = []      # user ids, in internal channel order
         self.frame_index = -1
         self.last_memory_frame = -10**9
@@ -282,7 +207,9 @@ class VideoSegmenter:
         scale = self._internal_scale(H, W)
         amp_ctx = torch.autocast(self.device.type, dtype=amp_dtype(self.device)) if self.amp else nullcontext()
         with amp_ctx:
-            encoded = [self._encode(stream, image, scale) for stream in self.streams]
+            encoded = [encode_view(self.model, stream, image, scale, self.device,
+                                   with_instance=self.record and stream is self.streams[0])
+                       for stream in self.streams]
             # one (1 + known, H, W) prediction per view at the original size (un-flipped, resized back), or None
             # while nothing is in memory yet
             view_probs = [self._predict(stream, enc, self._objects_in_memory(stream), H, W)
@@ -350,52 +277,13 @@ class VideoSegmenter:
             self._warned_size = True
         return self.max_internal_size / min(H, W)
 
-    def _encode(self, stream: _Stream, image: torch.Tensor, scale: float):
-        """Resize, flip, normalise and pad one view; run the per-frame encoders."""
-        s = scale * stream.scale
-        x = image.unsqueeze(0).to(self.device)                           # (1, 3, H, W)
-        H, W = x.shape[-2:]
-        if s != 1.0:
-            x = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear",
-                              align_corners=False, antialias=s < 1)
-        if stream.flip:
-            x = x.flip(-1)
-        x = self.model.normalize(x)
-        h, w = x.shape[-2:]
-        ph, pw = (32 - h % 32) % 32, (32 - w % 32) % 32
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)             # (left, right, top, bottom), centred
-        x = F.pad(x, pad)                                                # zero = mean colour after normalisation
-        feats = self.model.encode_frame(x, normalized=True, with_instance=self.record and stream is self.streams[0])
-        return {"feats": feats, "pad": pad, "inner": (h, w), "scale": s}
-
-    def _to_view(self, stream: _Stream, enc: dict, masks: torch.Tensor) -> torch.Tensor:
-        """(O, H, W) masks at the original size -> (1, O, Hp, Wp) in the view's padded frame."""
-        h, w = enc["inner"]
-        m = masks.unsqueeze(0).to(self.device)
-        if m.shape[-2:] != (h, w):
-            m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
-        if stream.flip:
-            m = m.flip(-1)
-        return F.pad(m, enc["pad"])
-
-    def _from_view(self, stream: _Stream, enc: dict, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """(1, C, Hp, Wp) in the view's padded frame -> (C, H, W) at the original size (unpad, unflip, resize)."""
-        left, right, top, bottom = enc["pad"]
-        h, w = enc["inner"]
-        x = x[..., top: top + h, left: left + w]
-        if stream.flip:
-            x = x.flip(-1)
-        if (h, w) != (H, W):
-            x = F.interpolate(x.float(), size=(H, W), mode="bilinear", align_corners=False)
-        return x[0].float().cpu()
-
-    def _objects_in_memory(self, stream: _Stream) -> int:
+    def _objects_in_memory(self, stream: View) -> int:
         return max((s.value.shape[0] for s in stream.memory.slots), default=0)
 
-    def _ids_in_memory(self, stream: _Stream) -> set[int]:
+    def _ids_in_memory(self, stream: View) -> set[int]:
         return set(self.object_ids[: self._objects_in_memory(stream)])
 
-    def _predict(self, stream: _Stream, enc: dict, known: int, H: int, W: int) -> torch.Tensor:
+    def _predict(self, stream: View, enc: dict, known: int, H: int, W: int) -> torch.Tensor:
         """Read memory (per object group) and decode: (1 + known, H, W) probabilities."""
         feats = enc["feats"]
         slots = stream.memory.slots
@@ -433,7 +321,7 @@ class VideoSegmenter:
         f_mem = torch.cat(readouts, 0).unsqueeze(0)                                 # (1, O, C_v, h, w)
         logits = self.model.segment(feats, f_mem)                                 # (1, O, Hp, Wp)
         _, probs = aggregate(torch.sigmoid(logits.float()))                         # (1, 1 + O, Hp, Wp)
-        probs = self._from_view(stream, enc, probs, H, W)                            # (1 + O, H, W)
+        probs = from_view(stream, enc, probs, H, W)                                  # (1 + O, H, W)
         if self.record and stream is self.streams[0]:
             self.last = StepInternals(
                 frame_index=self.frame_index, is_memory_frame=False,
@@ -441,7 +329,7 @@ class VideoSegmenter:
                 query_key=feats.key[0].float().cpu(), similarity=similarity[0].T.float().cpu(),
                 affinity=None if first_affinity is None else first_affinity[0].float().cpu(),
                 readout=f_mem[0].float().cpu(),
-                object_logits=self._from_view(stream, enc, logits, H, W),
+                object_logits=from_view(stream, enc, logits, H, W),
                 pixel_features=[p[0].float().cpu() for p in feats.pixel_features] if feats.pixel_features else None,
                 instance_queries=feats.instance["queries"][0].float().cpu() if feats.instance else None,
                 instance_masks=feats.instance["pred_masks"][0].float().cpu() if feats.instance else None,
@@ -465,11 +353,11 @@ class VideoSegmenter:
         _, agg = aggregate(obj.unsqueeze(0))
         return agg[0]
 
-    def _memorize(self, stream: _Stream, enc: dict, obj_probs: torch.Tensor, pinned: bool) -> None:
+    def _memorize(self, stream: View, enc: dict, obj_probs: torch.Tensor, pinned: bool) -> None:
         feats = enc["feats"]
-        masks = self._to_view(stream, enc, obj_probs)                               # (1, O, Hp, Wp)
+        masks = to_view(stream, enc, obj_probs, self.device)                              # (1, O, Hp, Wp)
         value = self.model.encode_value(feats, masks)                               # (1, O, C_v, h, w)
-        stream.memory.add(_MemorySlot(self.frame_index, feats.key[0], value[0], pinned or not stream.memory.slots))
+        stream.memory.add(MemorySlot(self.frame_index, feats.key[0], value[0], pinned or not stream.memory.slots))
 
 
 def segment_video(model, frames, first_mask, masks_at: dict[int, object] | None = None, progress: bool = True,
