@@ -7,7 +7,9 @@ Runs a checkpoint over a benchmark split with the paper's inference protocol (§
   Palette PNGs go to ``DIR/<sequence>/<frame>.png`` (the official results layout), then the official J&F
   protocol (:func:`isvos_lite.eval.scorer.score_results`) writes ``global_results-<split>.csv``,
   ``per-sequence_results-<split>.csv`` and ``per-frame_results-<split>.csv`` into ``DIR``. Test splits
-  (no full ground truth) are only segmented.
+  (no full ground truth) are only segmented. Beside the model's J&F it prints the J&F of copying the
+  first frame's mask to every frame (:mod:`isvos_lite.eval.baselines`, the same scorer and sequences;
+  its CSVs in ``DIR/copy_baseline/``), and ``run.json`` records both (``results``, ``copy_baseline``).
 * ``--youtube ROOT``: YouTube-VOS (``ROOT/<split>/meta.json``). Frames are propagated through
   ``<split>_all_frames`` when it exists (the usual protocol, as XMem's YouTube-VOS evaluation); masks are written only for the
   frames listed in ``meta.json``, at the original size with the original ids, in the submission layout
