@@ -23,16 +23,20 @@ __all__ = ["validate_jf"]
 
 @torch.no_grad()
 def validate_jf(model: torch.nn.Module, root: str | os.PathLike, split: str = "val", num_videos: int = 8,
-                max_internal_size: int | None = None, previews: list | None = None, num_previews: int = 3) -> dict:
+                max_internal_size: int | None = None, previews: list | None = None, num_previews: int = 3,
+                before_video=None) -> dict:
     """Mean J, F and J&F (percent) of ``model`` on the first ``num_videos`` videos of ``split``.
 
     ``previews``: a list that gets ``(video, frame (H, W, 3), predicted ids (H, W), ground truth (H, W))`` of the
     middle annotated frame of the first ``num_previews`` videos (for TensorBoard). Leaves the model in eval mode
-    (the caller switches it back to training).
+    (the caller switches it back to training). ``before_video(name)`` is called before each video is segmented
+    (e.g. to reset a stateful QE-health probe, :mod:`isvos_lite.eval.qe_health`).
     """
     sequences = davis_sequences(root, split)[:num_videos]
     object_j, object_f = [], []
     for seq in sequences:
+        if before_video is not None:
+            before_video(seq.name)
         frames = [seq.read_frame(i) for i in range(len(seq))]
         starts = seq.start_objects                                # {frame index: [object ids starting there]}
         masks_at = {t: seq.read_given_mask(t) for t in starts if t != 0}

@@ -45,7 +45,10 @@ Paper, step by step, and how this file reads it:
 
 ``flatten_maps`` (a runtime switch, not a weight): replace each map by its own spatial mean before the
 concatenation. It is the QE-health test of :mod:`isvos_lite.eval.qe_health`: if the key projection really uses
-*where* each instance is, flattening the maps must cost J&F.
+*where* each instance is, flattening the maps must cost J&F. ``map_probe`` (a runtime hook, not a weight): a function
+of the maps (B, N, h, w) whose result is injected instead; the probes of :mod:`isvos_lite.eval.qe_health` (maps
+shuffled across the queries, maps of another frame) use it. The returned maps (``instance_maps``) are always the
+computed ones.
 
 Without query enhancement (Table 3 baseline) the key is 3x3 conv(Q_g) and the deformable attention, the
 FFN, the norms and the injection do not exist.
@@ -152,6 +155,8 @@ class EnhancedKeyEncoder(nn.Module):
             raise ValueError(f"tau_init must lie strictly between 0 and tau_max ({tau_max}), got {tau_init}")
         self.injection, self.tau_max, self.balance = injection, float(tau_max), bool(balance)
         self.flatten_maps = False            # runtime switch of the QE-health test (not saved with the weights)
+        # runtime hook of the QE-health probes (not saved): maps (B, N, h, w) -> the maps injected instead
+        self.map_probe = None
         if min(in_channels, hidden_dim, key_dim, num_queries, ffn_dim) < 1:
             raise ValueError(f"EnhancedKeyEncoder widths must be >= 1, got in_channels={in_channels}, "
                              f"hidden_dim={hidden_dim}, key_dim={key_dim}, num_queries={num_queries}, ffn_dim={ffn_dim}")
@@ -209,6 +214,8 @@ class EnhancedKeyEncoder(nn.Module):
         injected = instance_maps
         if self.flatten_maps:                                                                 # QE-health test
             injected = instance_maps.mean(dim=(2, 3), keepdim=True).expand_as(instance_maps)
+        elif self.map_probe is not None:                                                      # QE-health probes
+            injected = self.map_probe(instance_maps)
         if self.injection == "identity":
             injected = self.identity_features(injected, q_vos)                                # (B, N, h, w)
         if self.balance:
