@@ -275,3 +275,30 @@ def test_world_json_records_the_version_and_the_photographs(tmp_path):
     assert [info["sequences"][n]["kind"] for n in ("real-000", "real-001")] == ["coins", "composite"]
     frames = sorted((tmp_path / "w" / "Annotations" / "480p" / "real-001").glob("*.png"))
     assert len(frames) == 30 and read_mask(frames[0]).max() >= 1
+
+
+def test_eval_prints_and_records_the_copy_baseline_beside_the_model(tmp_path, tiny_cfg, capsys):
+    import torch
+
+    from isvos_lite.checkpoint import save_checkpoint
+    from isvos_lite.cli import main
+    from isvos_lite.model.isvos import ISVOS
+
+    config = WorldConfig(height=64, width=96, min_frames=4, max_frames=4, eval_min_frames=4, eval_max_frames=4)
+    sizes = WorldSizes(train=0, val=0, lookalike=0, heldout=0, train_photo=0, real=1, youtube_train=0,
+                       youtube_valid=0, coco_train=0, coco_val=0)
+    root = tmp_path / "w"
+    generate_world(root, seed=0, config=config, sizes=sizes, progress=False, youtube=False)
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(ISVOS(tiny_cfg), tmp_path / "tiny.safetensors")
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--davis", str(root), "--split", "real", "--out", str(out),
+                 "--workers", "1", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "copy-the-first-mask baseline on real: J&F" in text
+    record = json.loads((out / "run.json").read_text())
+    expected = copy_first_mask_score(root, split="real", workers=1).global_metrics
+    assert record["copy_baseline"]["J&F-Mean"] == pytest.approx(expected["J&F-Mean"], abs=1e-6)
+    assert 0 < record["copy_baseline"]["J&F-Mean"] < 0.9                     # the real split moves
+    assert set(record["results"]) == {"J&F-Mean", "J-Mean", "F-Mean"}
+    assert (out / "copy_baseline" / "global_results-real.csv").exists()
