@@ -131,7 +131,7 @@ def _check_clip(item, t=3, o=3, hw=(48, 48)):
 def test_vos_clip_dataset_davis_and_default_collate(world):
     torch.manual_seed(0)
     ds = VOSClipDataset(world, "train", crop_size=48)
-    assert len(ds) == 4
+    assert len(ds) == 6                                     # 4 procedural videos + 2 dressed in photographs
     for i in range(len(ds)):
         _check_clip(ds[i])
     batch = next(iter(DataLoader(ds, batch_size=4)))
