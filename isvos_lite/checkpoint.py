@@ -5,6 +5,13 @@
     checkpoints/lite.json          {"format": "isvos-lite-checkpoint", "version": 1, "config": {...}, "meta": {...}}
 both atomically (temporary file in the same folder + ``os.replace``), weights first, so a reader never sees a JSON
 that points at half-written weights.
+
+The full model config is written twice: in the JSON (for people and tools) and in the weights file's own metadata
+(``config``). :func:`load_checkpoint` builds the model from the JSON and refuses it, naming the field, when the JSON
+says anything else than the weights were trained with (an edited ``qe_tau_max`` would otherwise run silently with
+other numbers). Checkpoints written before the weights carried their config (format version 1, e.g. the shipped
+ones) get the fields their JSON lacks from their preset, and are checked by what the tensors tell: a mismatch of
+names or shapes is explained by the config field that would make them fit (e.g. ``qe_injection``).
 """
 
 from __future__ import annotations
@@ -14,16 +21,17 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from isvos_lite.atomic import atomic_path, atomic_write_text
-from isvos_lite.config import ModelConfig, config_from_dict
+from isvos_lite.config import PRESETS, ModelConfig, config_from_dict
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_config", "sidecar_path", "atomic_write_text"]
 
 FORMAT = "isvos-lite-checkpoint"
-VERSION = 1
+VERSION = 2                        # 2: the weights file's metadata holds the config too
+PICKLE_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt", ".bin", ".tar")
 
 
 def sidecar_path(weights_path: str | os.PathLike) -> Path:
@@ -38,7 +46,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: dict 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "preset": model.cfg.name})
+        save_file(state, str(tmp), metadata={"format": FORMAT, "preset": model.cfg.name,
+                                             "config": json.dumps(model.cfg.to_dict(), sort_keys=True)})
     sidecar = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
     atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2))
     return path
@@ -47,6 +56,12 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: dict 
 def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     """The config and meta stored next to a checkpoint, with clear errors for missing or foreign files."""
     path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ValueError(f"checkpoint {path} is a PyTorch / pickle file, not an isvos-lite checkpoint: --checkpoint "
+                         f"takes the .safetensors that `isvos-lite train` writes (with its .json), e.g. "
+                         f"checkpoints/lite.safetensors. ImageNet ResNet .pth files start a training with "
+                         f"`isvos-lite train --init-imagenet` / `--init-imagenet-value`, Mask2Former .pkl files with "
+                         f"`--init-mask2former`")
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train one with `isvos-lite train` or use "
                                 f"checkpoints/lite.safetensors")
@@ -58,9 +73,72 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
         data = json.loads(side.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{side} is not valid JSON ({err}); the file is damaged: copy it again") from None
-    if data.get("format") != FORMAT or "config" not in data:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("config"), dict):
         raise ValueError(f"{side} is not an isvos-lite checkpoint config (format={data.get('format')!r})")
-    return config_from_dict(data["config"]), data.get("meta", {})
+    try:
+        return config_from_dict(_complete_config(data["config"])), data.get("meta", {})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{side}: its config is not valid ({err}); restore the .json written next to the weights") \
+            from None
+
+
+def _complete_config(config: dict) -> dict:
+    """A JSON config with the fields it lacks (written before they existed) taken from its preset."""
+    config = dict(config)
+    config.setdefault("qe_injection", "literal")     # files from before the injection was a choice: the §3.2 form
+    preset = PRESETS.get(config.get("name"))
+    if preset is not None:
+        for key, value in preset.to_dict().items():
+            config.setdefault(key, value)
+    return config
+
+
+def _weights_config(path: Path) -> dict | None:
+    """The config stored in the weights file's metadata (format version 2), or None for older files."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return None                                  # a damaged file: load_file says so with its own message
+    try:
+        return _complete_config(json.loads(metadata["config"])) if "config" in metadata else None
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def _describe_differences(ours: dict, theirs: dict) -> list[str]:
+    return [f"{key} is {ours.get(key)!r} in the .json but {theirs.get(key)!r} in the weights"
+            for key in sorted(set(ours) | set(theirs)) if key != "name" and ours.get(key) != theirs.get(key)]
+
+
+def _explain_by_config(cfg: ModelConfig, state: dict) -> str | None:
+    """The one config change that makes the model's tensors match ``state`` (names and shapes), described, or None."""
+    from isvos_lite.model.isvos import ISVOS
+
+    wanted = {k: tuple(v.shape) for k, v in state.items()}
+    candidates = [("qe_injection", v) for v in ("cosine", "literal", "identity")]
+    candidates += [(k, not getattr(cfg, k)) for k in ("qe_balance", "mask_iou_head", "query_enhancement",
+                                                     "multi_path_fusion")]
+    candidates += [("preset", name) for name in PRESETS]
+    for field, value in candidates:
+        if field == "preset":
+            other = PRESETS[value].replace(**{k: getattr(cfg, k) for k in ("qe_injection", "qe_balance",
+                                                                          "mask_iou_head", "query_enhancement",
+                                                                          "multi_path_fusion")})
+        elif getattr(cfg, field) == value:
+            continue
+        else:
+            other = cfg.replace(**{field: value})
+        try:
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in ISVOS(other).state_dict().items()}
+        except Exception:                            # a combination the model refuses: not the explanation
+            continue
+        if shapes == wanted:
+            if field == "preset":
+                return f"the weights are of preset {value!r} (the .json says {cfg.name!r} sizes)"
+            return f"{field} is {getattr(cfg, field)!r} in the .json but the weights fit {field}={value!r}"
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", preset: str | None = None,
@@ -75,6 +153,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     path = Path(path)
     cfg, meta = read_checkpoint_config(path)
+    stored = _weights_config(path)
+    if stored is not None:
+        differences = _describe_differences(_complete_config(cfg.to_dict()), stored)
+        if differences:
+            raise ValueError(f"{sidecar_path(path)} does not match the weights in {path}: {'; '.join(differences)}. "
+                             f"The .json was edited or belongs to another checkpoint: restore the .json written next "
+                             f"to these weights")
     if preset is not None and cfg.name != preset:
         raise ValueError(f"checkpoint {path} was trained with preset {cfg.name!r}, not {preset!r}; "
                          f"pass --preset {cfg.name} or pick another checkpoint")
@@ -86,11 +171,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if model is None:
         model = ISVOS(cfg)
     elif model.cfg.to_dict() != cfg.to_dict():
-        raise ValueError(f"checkpoint {path} holds preset {cfg.name!r} with a different architecture than the model "
-                         f"given (preset {model.cfg.name!r}); build the model from the checkpoint instead")
+        fields = [k for k, v in cfg.to_dict().items() if model.cfg.to_dict().get(k) != v]
+        raise ValueError(f"checkpoint {path} holds preset {cfg.name!r} with a different configuration than the model "
+                         f"given (preset {model.cfg.name!r}; differing: {', '.join(fields)}); build the model from the "
+                         f"checkpoint instead")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
+    if missing or unexpected or any(own[k].shape != state[k].shape for k in own if k in state):
+        explanation = _explain_by_config(cfg, state)
+        if explanation is not None:
+            raise ValueError(f"checkpoint {path} does not match its config {sidecar_path(path)}: {explanation}; "
+                             f"restore the .json written next to these weights")
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not fit the {cfg.name!r} architecture: "
                          f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unknown keys "

@@ -9,7 +9,11 @@ by this package: you download the files yourself and point these loaders at them
   fed a 3-channel ImageNet conv1 gets the RGB filters copied and the 2 extra input channels set to zero,
   so the pretrained network starts by ignoring the masks (XMem's zero init, https://github.com/hkchengrex/XMem).
 * :func:`load_mask2former_detectron2` — detectron2's ``model_final_*.pkl`` of Mask2Former (e.g. the COCO
-  R50 instance model ``model_final_3c8ec9.pkl``): backbone, pixel decoder and transformer decoder.
+  R50 instance model ``model_final_3c8ec9.pkl``): backbone, pixel decoder and transformer decoder. The pickle is
+  read by a restricted unpickler (:class:`ModelZooUnpickler`) that builds only plain containers, numbers, strings
+  and numpy arrays — what that file holds — and refuses anything else before it can run (a plain
+  ``pickle.load`` runs whatever code a crafted file names; https://docs.python.org/3/library/pickle.html
+  "Restricting Globals").
 
 Each returns a :class:`LoadReport` listing what matched, what the model still lacks, what the file had that
 the model does not use, and what was skipped because of a shape difference (with the reason).
@@ -28,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LoadReport", "load_torchvision_resnet", "load_mask2former_detectron2", "detectron2_to_ours"]
+__all__ = ["LoadReport", "load_torchvision_resnet", "load_mask2former_detectron2", "detectron2_to_ours",
+           "ModelZooUnpickler"]
 
 
 @dataclass
@@ -222,21 +227,48 @@ def detectron2_to_ours(name: str) -> str | None:
     return None
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for a global (a class or function) outside the model-zoo allow-list."""
+
+
+class ModelZooUnpickler(pickle.Unpickler):
+    """Unpickles only what detectron2 model-zoo checkpoints hold: dicts, lists, tuples, numbers, strings, bytes
+    and numpy arrays / scalars / dtypes (``OrderedDict`` too). Every other global is refused by name, before it is
+    imported or called, so a crafted file cannot run code."""
+
+    ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),               # how Python 3 pickles bytes in protocol 2 (numpy array payloads)
+        ("builtins", "bytearray"), ("__builtin__", "bytearray"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise RefusedPickle(f"{module}.{name}")
+
+
 def _read_detectron2_pickle(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"detectron2 checkpoint not found: {path}")
-    # pickle can run code while loading: only load checkpoints from a source you trust
-    # (the official Mask2Former model zoo). The file holds only numpy arrays and strings.
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = ModelZooUnpickler(f, encoding="latin1").load()
+    except RefusedPickle as refused:
+        raise ValueError(f"{path}: the pickle asks for {refused}, which a Mask2Former model-zoo checkpoint never "
+                         f"holds; refused (nothing in it was run). Expected {D2_LAYOUT}. Download the file again "
+                         "from the Mask2Former model zoo") from None
     except Exception as error:
         raise ValueError(f"{path}: could not unpickle it ({error}); expected {D2_LAYOUT}") from error
     if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
         data = data["model"]
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: holds a {type(data).__name__}, expected {D2_LAYOUT}")
-    return {k: v for k, v in data.items() if isinstance(v, (np.ndarray, torch.Tensor))}
+    return {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
 
 
 def load_mask2former_detectron2(path_pkl, backbone: nn.Module | None, pixel_decoder: nn.Module | None,
@@ -252,7 +284,7 @@ def load_mask2former_detectron2(path_pkl, backbone: nn.Module | None, pixel_deco
     Pass None for a module you do not want to load; its tensors are then dropped.
 
     The Mask2Former model zoo's R50 was trained on RGB input with ImageNet mean/std, matching our
-    normalisation contract. Loading uses pickle: only load files from a source you trust.
+    normalisation contract. The file is read by :class:`ModelZooUnpickler` (no code in it can run).
     """
     path = Path(path_pkl)
     arrays = _read_detectron2_pickle(path)

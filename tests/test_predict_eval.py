@@ -70,7 +70,8 @@ def test_segment_sequence_writes_every_frame_and_returns_the_first_mask_as_given
     seq = davis_sequences(world, "val")[0]
     masks = segment_sequence(model, seq, tmp_path, progress=False)
     folder = tmp_path / seq.name
-    assert sorted(p.name for p in folder.iterdir()) == [f"{n}.png" for n in seq.frame_names]
+    # the masks, and the hidden manifest that tells --overwrite which files are its own
+    assert sorted(p.name for p in folder.iterdir()) == [".isvos-lite-outputs.json"] + [f"{n}.png" for n in seq.frame_names]
     np.testing.assert_array_equal(masks[0], seq.read_gt(0))
     for index, mask in masks.items():
         np.testing.assert_array_equal(read_mask(folder / f"{seq.frame_names[index]}.png"), mask)
@@ -196,7 +197,7 @@ def test_predict_frames_writes_masks_and_a_readable_overlay(checkpoint, tmp_path
     code, text = _cli(["predict", "--checkpoint", str(checkpoint), "--frames", str(frame_dir), "--mask", str(mask),
                        "--out", str(out), "--overlay", str(overlay)], capsys)
     assert code == 0, text
-    assert sorted(p.name for p in out.iterdir()) == [f"{t:05d}.png" for t in range(5)]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [f"{t:05d}.png" for t in range(5)]
     np.testing.assert_array_equal(read_mask(out / "00000.png"), read_mask(mask))
     assert read_video_info(overlay)[:2] == (5, (48, 80))
     # a second run into the same folder is refused, --overwrite replaces it

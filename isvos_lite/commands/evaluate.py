@@ -19,6 +19,11 @@ Runs are resumable: each sequence folder is written atomically, and a rerun with
 options skips the sequences already finished. ``DIR/run.json`` records what produced the folder; a rerun
 with another checkpoint or other options is refused (``--overwrite`` recomputes everything), so results of
 two runs are never mixed into one score.
+
+What the user owns is never touched: an ``--out`` that is, holds or lies inside the dataset is refused whatever
+the options; a non-empty ``DIR`` without ``run.json`` is not eval's and is refused (``--overwrite`` included);
+``--overwrite`` replaces only the masks eval wrote (each sequence folder's manifest) and keeps other files; and
+one run at a time writes ``DIR`` (a second fails at once, naming the first; ``isvos_lite.outputs``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from isvos_lite.commands.predict import add_segmenter_arguments, internal_size_note, segmenter_options
+from isvos_lite.commands.predict import (add_segmenter_arguments, check_frame_sizes, internal_size_note,
+                                         segmenter_options)
 from isvos_lite.atomic import atomic_path, atomic_write_text
+from isvos_lite.outputs import check_apart, output_lock
 from isvos_lite.threads import use_threads
 
 RUN_RECORD = "run.json"
@@ -72,6 +79,7 @@ def run(args) -> int:
         raise NotADirectoryError(f"--out {out} exists and is a file; pass a folder")
     dataset = "davis" if args.davis else "youtube"
     split = args.split or ("val" if dataset == "davis" else "valid")
+    check_apart(out, "--out", {f"--{dataset}": args.davis or args.youtube})
 
     # read and check the whole split before loading the model or writing anything
     if dataset == "davis":
@@ -85,12 +93,18 @@ def run(args) -> int:
         "checkpoint": str(Path(args.checkpoint).resolve()), "checkpoint_sha256": _sha256(Path(args.checkpoint)),
         "segmenter": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if k != "device"},
     }
-    _check_run_record(out, record, args.overwrite)
-    model = load_checkpoint(args.checkpoint, map_location=options["device"])
-    _write_json(out / RUN_RECORD, record)
+    with output_lock(out, "eval"):
+        _check_run_record(out, record, args.overwrite)
+        model = load_checkpoint(args.checkpoint, map_location=options["device"])
+        _write_json(out / RUN_RECORD, record)
+        masks_root = out if dataset == "davis" else out / "Annotations"
+        seconds, frames = _segment_all(model, sequences, masks_root, options, args.overwrite)
+        return _finish(args, out, dataset, split, sequences, masks_root, seconds, frames, record)
 
-    masks_root = out if dataset == "davis" else out / "Annotations"
-    seconds, frames = _segment_all(model, sequences, masks_root, options, args.overwrite)
+
+def _finish(args, out: Path, dataset: str, split: str, sequences, masks_root: Path, seconds: float,
+            frames: int, record: dict) -> int:
+    """Report, zip (YouTube-VOS) or score (DAVIS) the finished masks."""
     if frames:
         print(f"segmented {frames} frames of {len(sequences)} sequences in {seconds:.1f} s ({frames / seconds:.2f} fps)")
     print(f"masks: {masks_root}/<sequence>/<frame>.png")
@@ -142,6 +156,7 @@ def _davis_split(args, split: str):
                                 names=args.sequences)
     for seq in sequences:
         seq.start_objects                                           # validate every first-frame mask now
+        check_frame_sizes(seq)
     return sequences
 
 
@@ -190,13 +205,15 @@ def _segment_all(model, sequences, masks_root: Path, options: dict, overwrite: b
 
 
 def _check_run_record(out: Path, record: dict, overwrite: bool) -> None:
-    """Refuse to mix the results of two different runs in one folder (unless --overwrite)."""
-    if overwrite or not out.is_dir() or not any(out.iterdir()):
+    """Refuse a folder eval did not write (always) and the results of two different runs in one (unless --overwrite)."""
+    if not out.is_dir() or not any(out.iterdir()):
         return
     path = out / RUN_RECORD
     if not path.is_file():
         raise ValueError(f"--out {out} is not empty and was not written by `isvos-lite eval` (no {RUN_RECORD}); "
-                         "choose a new folder or pass --overwrite")
+                         "nothing there is replaced or deleted: choose an empty or new folder")
+    if overwrite:
+        return
     try:
         previous = json.loads(path.read_text())
     except json.JSONDecodeError:

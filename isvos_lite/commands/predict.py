@@ -7,6 +7,11 @@ named like their frames, for objects that first appear later. Writes one palette
 ``DIR/<frame name>.png``, with the mask's own ids, and optionally an overlay video (mp4, read back with OpenCV
 to check it). ``DIR`` is written as a whole or not at all.
 
+What the user owns is never touched: an ``--out`` that is, holds or lies inside ``--frames``, ``--video`` or
+``--mask`` is refused; ``--overwrite`` replaces only the masks an earlier ``predict`` wrote there (its manifest,
+``isvos_lite.outputs``), keeps every other file, and refuses a folder that isvos-lite did not write; one run at a
+time writes a folder (``isvos_lite.outputs.output_lock``).
+
 Without a mask: ``--click X,Y`` (repeatable) picks, for each click, the instance branch's best-scored object proposal
 containing that pixel of the first frame (``isvos-lite propose`` shows them; :mod:`isvos_lite.proposals`), and the
 picked proposals are the first mask (click i = object id i). ``--mask`` stays the precise way.
@@ -63,6 +68,7 @@ def segmenter_options(args) -> dict:
         raise ValueError(f"--top-k must be >= 0 (0 = full softmax), got {args.top_k}")
     if args.max_internal_size < 0:
         raise ValueError(f"--max-internal-size must be >= 0 (0 = full size), got {args.max_internal_size}")
+    _check_device(args.device)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     options = {
@@ -75,6 +81,34 @@ def segmenter_options(args) -> dict:
     if args.flip or len(args.scales) > 1:         # the merge only matters with several views
         options["tta"] = args.tta
     return options
+
+
+def _check_device(device: str) -> None:
+    """A clear error for a device name torch does not know (``gpu``) or this command does not use (``mps``)."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device} is not a device this command runs on; use cpu, or cuda (cuda:N for the "
+                         f"N-th GPU)")
+
+
+def check_frame_sizes(seq) -> None:
+    """Every frame of a frames folder has the first frame's size (read from the file headers, before any work)."""
+    from PIL import Image
+
+    from isvos_lite.data.sequences import VideoFileSequence
+
+    if isinstance(seq, VideoFileSequence):
+        return                                          # a video file has one frame size
+    height, width = seq.size
+    for path in seq.frame_paths[1:]:
+        with Image.open(path) as image:
+            w, h = image.size
+        if (h, w) != (height, width):
+            raise ValueError(f"frame {path} is {w}x{h} but the video's first frame is {width}x{height}; all frames of "
+                             f"a video must have one size (resize or re-export {path.name})")
 
 
 def internal_size_note(size: tuple[int, int], max_internal_size: int | None) -> str | None:
@@ -128,12 +162,16 @@ def run(args) -> int:
     from isvos_lite.eval.runner import segment_to_folder, tracked_starts
     from isvos_lite.viz.video_io import OverlayVideoWriter
     from isvos_lite.inference import precision_note
+    from isvos_lite.outputs import check_apart, output_lock
 
     options = segmenter_options(args)
     print(use_threads(args.threads))
     print(precision_note(args.amp, args.device))
     out = Path(args.out)
     overlay_path = Path(args.overlay) if args.overlay else None
+    check_apart(out, "--out", {"--frames": args.frames, "--video": args.video, "--mask": args.mask})
+    if overlay_path is not None:
+        check_apart(overlay_path, "--overlay", {"--frames": args.frames, "--video": args.video, "--mask": args.mask})
     _check_outputs(out, overlay_path, args.overwrite)
 
     # read and check the inputs before loading the model or creating anything
@@ -143,6 +181,7 @@ def run(args) -> int:
         mask, model, _click_dir = click_mask_file(args, options["device"])
     seq = video_sequence(args.video, mask) if args.video else folder_sequence(args.frames, mask)
     starts = tracked_starts(seq, args.objects)
+    check_frame_sizes(seq)
     ids = sorted(i for group in starts.values() for i in group)
     if len(seq) == 1:
         print("warning: the video has a single frame: there is nothing to propagate, the output is the given mask")
@@ -157,7 +196,7 @@ def run(args) -> int:
                if overlay_path else None)
     on_frame = (lambda index, frame, mask: overlay.write(frame, mask)) if overlay else None
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with output_lock(out, "predict"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="frames are .*max_internal_size")   # said once above
         try:
             segment_to_folder(model, seq, out, overwrite=args.overwrite, keep_masks=False, on_frame=on_frame,
@@ -183,8 +222,15 @@ def _check_outputs(out: Path, overlay: Path | None, overwrite: bool) -> None:
     """Fail before any work when an output would clobber something."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is a file; pass a folder for the masks")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} is not empty; choose a new folder or pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        from isvos_lite.outputs import Manifest
+
+        if Manifest.read(out) is None:
+            raise ValueError(f"--out {out} holds files not written by isvos-lite predict; nothing there is replaced or "
+                             f"deleted: choose an empty or new folder")
+        if not overwrite:
+            raise ValueError(f"--out {out} holds the masks of an earlier run; choose a new folder or pass --overwrite "
+                             f"to replace them (files you added there are kept)")
     if overlay is not None:
         if overlay.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise ValueError(f"--overlay {overlay} must end in .mp4, .m4v or .mov (it is an H.264 mp4 file)")

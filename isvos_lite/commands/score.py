@@ -5,6 +5,7 @@ with the official DAVIS J&F protocol (paper §4.1; :mod:`isvos_lite.eval.scorer`
 global table and writes ``global_results-<split>.csv``, ``per-sequence_results-<split>.csv`` and
 ``per-frame_results-<split>.csv`` into CSVDIR (default: the results folder, as the official
 script does). Results are always scored afresh: CSVs from an earlier run are replaced, never re-read.
+CSVDIR may not be or lie inside the dataset's ground truth (or hold it), and one run at a time writes it.
 """
 
 from __future__ import annotations
@@ -31,11 +32,17 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from isvos_lite.eval.scorer import csv_names, score_results
+    from isvos_lite.outputs import check_apart, output_lock
 
     out_dir = Path(args.out) if args.out is not None else Path(args.results)
+    root = Path(args.davis)
+    check_apart(out_dir, "--out" if args.out is not None else "--results (where the CSVs go without --out)",
+                {"--davis's ground truth": root / "Annotations", "--davis's frames": root / "JPEGImages",
+                 "--davis's split lists": root / "ImageSets"})
     start = time.perf_counter()
-    result = score_results(args.davis, args.results, split=args.split, year=args.year, out_dir=out_dir,
-                           workers=args.workers, sequences=args.sequences, resolution=args.resolution)
+    with output_lock(out_dir, "score"):
+        result = score_results(args.davis, args.results, split=args.split, year=args.year, out_dir=out_dir,
+                               workers=args.workers, sequences=args.sequences, resolution=args.resolution)
     seconds = time.perf_counter() - start
     print(result.format_table(per_sequence=not args.global_only))
     n_objects = len(result.per_sequence)

@@ -13,13 +13,22 @@ Examples::
 
 Writes ``<out>/metrics.jsonl``, ``<out>/loss_curve.png``, ``<out>/checkpoints/`` (training state) and the trained
 model ``<out>/model.safetensors`` + ``<out>/model.json``.
+
+Before anything is built or written, the peak memory of the run is estimated for the chosen preset and settings
+(``isvos_lite.train.memory``: weights, gradients, AdamW state and the activations one clip and one instance image
+really keep, times the batch sizes); a run that would not fit the machine (or ``--max-memory``) is refused with
+settings that fit. ``--instance-batch-size``, ``--crop-size`` and ``--clip-frames`` set the sizes that drive it.
+One run at a time writes ``--out``, and a refused run leaves no ``--out`` behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import torch
 
@@ -42,6 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{stage}-iters", type=int, default=None,
                             help=f"iterations of the {stage} stage (overrides --iters for it)")
     parser.add_argument("--batch-size", type=int, default=None, help="VOS clips per iteration (all processes)")
+    parser.add_argument("--instance-batch-size", type=int, default=None, metavar="N",
+                        help="instance images of the joint IS step (all processes; paper 16, lite 4)")
+    parser.add_argument("--crop-size", type=int, default=None, metavar="PX",
+                        help="square crop of every stage's clips and images, a multiple of 32 (paper 384, lite 160)")
+    parser.add_argument("--clip-frames", type=int, default=None, metavar="T",
+                        help="frames per training clip of the static and main stages (paper 3 and 8, lite 3)")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                        help="refuse a run whose estimated peak memory exceeds this many GiB (default: the memory "
+                             "available now: RAM on a CPU, free GPU memory on CUDA)")
+    parser.add_argument("--no-memory-check", action="store_true",
+                        help="skip the peak-memory estimate before the first step")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--init", default=None, help="start from this model checkpoint (.safetensors) instead of random weights")
     parser.add_argument("--init-instance", default=None,
@@ -114,12 +134,27 @@ def build_configs(args: argparse.Namespace):
             stage_cfg = stage_cfg.with_iterations(iters)
         if args.batch_size is not None:
             stage_cfg = dataclasses.replace(stage_cfg, batch_size=args.batch_size)
+        crop = getattr(args, "crop_size", None)
+        if crop is not None:
+            if crop < 32 or crop % 32:
+                raise ValueError(f"--crop-size must be a positive multiple of 32 (the backbone's stride), got {crop}")
+            stage_cfg = dataclasses.replace(stage_cfg, crop_size=crop)
+        frames = getattr(args, "clip_frames", None)
+        if frames is not None and stage != "instance":
+            if frames < 2:
+                raise ValueError(f"--clip-frames must be >= 2 (one given frame + at least one predicted), got {frames}")
+            stage_cfg = dataclasses.replace(stage_cfg, clip_frames=frames)
         cfg = cfg.replace(**{stage: stage_cfg})
     overrides = {"instance_every": args.instance_every, "val_every": args.val_every, "val_videos": args.val_videos,
                  "checkpoint_every": args.checkpoint_every,
                  "val_instance_images": args.val_instance_images, "log_every": args.log_every,
                  "num_workers": args.workers, "seed": args.seed, "instance_data": args.instance_data,
                  "qe_align_weight": args.qe_align_weight, "instance_photos": args.instance_photos}
+    if getattr(args, "instance_batch_size", None) is not None:
+        if args.instance_batch_size < 1:
+            raise ValueError(f"--instance-batch-size must be >= 1 (--instance-every 0 drops the joint IS step), got "
+                             f"{args.instance_batch_size}")
+        overrides["instance_batch_size"] = args.instance_batch_size
     cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
     model_overrides = {"query_enhancement": not args.no_query_enhancement,
                        "multi_path_fusion": not args.no_multi_path_fusion}
@@ -142,6 +177,7 @@ def build_configs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from isvos_lite.train.batches import DataSources
     from isvos_lite.train.distributed import DistributedContext
+    from isvos_lite.outputs import check_apart, output_lock, remove_if_empty
     from isvos_lite.train.trainer import Trainer
 
     if args.threads is not None:
@@ -153,16 +189,55 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, model_cfg, stages = build_configs(args)
     sources = DataSources.discover(args.data, youtube=args.youtube, static=args.static_data, coco=args.coco)
+    check_apart(args.out, "--out", {"--data": args.data, "--youtube": args.youtube,
+                                    "--static-data": args.static_data, "--coco": args.coco})
+    if not args.no_memory_check:
+        check_memory(cfg, model_cfg, stages, device, args)
+    out = Path(args.out)
+    existed = out.exists()
     dist_ctx = DistributedContext.from_environment(device)
     try:
-        trainer = Trainer(cfg, model_cfg, sources, args.out, plan=stages, device=device, resume=args.resume,
-                          init=args.init, progress=not args.quiet, dist_ctx=dist_ctx,
-                          init_instance=args.init_instance, init_imagenet=args.init_imagenet,
-                          init_imagenet_value=args.init_imagenet_value, init_mask2former=args.init_mask2former,
-                          tensorboard=args.tensorboard)
-        summary = trainer.run()
+        with output_lock(out, "train") if dist_ctx.is_main else contextlib.nullcontext():
+            trainer = Trainer(cfg, model_cfg, sources, args.out, plan=stages, device=device, resume=args.resume,
+                              init=args.init, progress=not args.quiet, dist_ctx=dist_ctx,
+                              init_instance=args.init_instance, init_imagenet=args.init_imagenet,
+                              init_imagenet_value=args.init_imagenet_value, init_mask2former=args.init_mask2former,
+                              tensorboard=args.tensorboard)
+            summary = trainer.run()
+    except BaseException:
+        if not existed and dist_ctx.is_main:
+            remove_if_empty(out)                    # a refused run leaves no empty --out behind
+        raise
     finally:
         dist_ctx.close()
     if dist_ctx.is_main:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def check_memory(cfg, model_cfg, stages, device: str, args) -> None:
+    """Estimate the run's peak memory (to stderr) and refuse it, with settings that fit, when it cannot fit."""
+    from isvos_lite.train.memory import GIB, available_memory, estimate_training_memory, fitting_settings
+
+    estimate = estimate_training_memory(cfg, model_cfg, stages, device=device)
+    limit = int(args.max_memory * GIB) if args.max_memory is not None else available_memory(device)
+    where = f"--max-memory {args.max_memory:g}" if args.max_memory is not None else (
+        "the free GPU memory" if device.startswith("cuda") else "the memory available now")
+    print(f"estimated peak memory: {estimate.describe()}; limit {limit / GIB:.1f} GiB ({where})", file=sys.stderr)
+    if estimate.peak_bytes <= limit:
+        return
+    stage_cfg = cfg.stage(estimate.stage)
+    current = (f"--batch-size {stage_cfg.batch_size} --instance-batch-size {cfg.instance_batch_size}"
+               f"{'' if cfg.instance_every else ' --instance-every 0'} --crop-size {stage_cfg.crop_size}"
+               f" --clip-frames {stage_cfg.clip_frames}")
+    proposal = fitting_settings(estimate, cfg, stages, limit)
+    if proposal is None:
+        raise ValueError(f"estimated peak memory {estimate.peak_bytes / GIB:.1f} GiB exceeds {limit / GIB:.1f} GiB "
+                         f"({where}) with {current}; the weights, gradients and optimiser state alone need "
+                         f"{(estimate.static_bytes + estimate.runtime_bytes) / GIB:.1f} GiB, so no batch fits: use a "
+                         f"machine with more memory or a smaller --preset (or --no-memory-check to try anyway)")
+    settings, peak = proposal
+    suggestion = " ".join(f"{k} {v}" for k, v in settings.items())
+    raise ValueError(f"estimated peak memory {estimate.peak_bytes / GIB:.1f} GiB exceeds {limit / GIB:.1f} GiB "
+                     f"({where}) with {current}. Settings that fit (about {peak / GIB:.1f} GiB), try: {suggestion} "
+                     f"(or --no-memory-check to try anyway)")

@@ -134,7 +134,8 @@ class Sequence:
 
     def _frame_label(self, mask_path: Path) -> str:
         names = self.frame_names
-        return str(self.frame_paths[names.index(mask_path.stem)]) if mask_path.stem in names else f"{self.name} frame 0"
+        # a mask named like a frame belongs to it; the single first-frame mask (any name) to the first frame
+        return str(self.frame_paths[names.index(mask_path.stem) if mask_path.stem in names else 0])
 
     @property
     def start_objects(self) -> dict[int, list[int]]:
@@ -228,7 +229,7 @@ class VideoFileSequence(Sequence):
         return frame
 
     def _frame_label(self, mask_path: Path) -> str:
-        return f"{self.video_path} (frame size)"
+        return f"0 of {self.video_path}"            # "its frame 0 of VIDEO is WxH"
 
     def __del__(self):
         if getattr(self, "_capture", None) is not None:

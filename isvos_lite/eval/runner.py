@@ -11,7 +11,10 @@ that the ``predict``, ``eval`` and ``demo`` commands share:
   listed in ``meta.json``), as DAVIS palette PNGs with the *original* object ids, at the frame's size;
 * a sequence is written into a hidden temporary folder next to its final place and renamed into place only
   when every frame is written, so a crashed or interrupted run never leaves a half-written sequence
-  folder; a folder that is already complete is skipped (resumable runs).
+  folder; a folder that is already complete is skipped (resumable runs);
+* a written folder holds a manifest of its masks (``isvos_lite.outputs.Manifest``): replacing a result
+  (``overwrite``) replaces only those masks. Files the user added to the folder are kept, and a folder holding
+  anything else that no manifest accounts for is refused, never emptied.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tqdm.auto import tqdm
 from isvos_lite.data.palette import read_mask, write_mask
 from isvos_lite.data.sequences import Sequence
 from isvos_lite.inference import VideoSegmenter
+from isvos_lite.outputs import MANIFEST_NAME, Manifest
 
 __all__ = ["iter_segmentation", "segment_sequence", "segment_to_folder", "output_file_names",
            "folder_is_complete", "read_sequence_masks", "tracked_starts", "PARTIAL_MARKER"]
@@ -92,6 +96,9 @@ def folder_is_complete(folder: str | os.PathLike, seq: Sequence) -> bool:
     folder = Path(folder)
     if not folder.is_dir():
         return False
+    manifest = Manifest.read(folder)
+    if manifest is not None and not manifest.complete:       # caught half-way through a replacement
+        return False
     present = {p.name for p in folder.iterdir() if p.suffix == ".png" and not p.name.startswith(".")}
     return present == set(output_file_names(seq))
 
@@ -135,18 +142,29 @@ def segment_to_folder(model, seq: Sequence, folder: str | os.PathLike, *, overwr
     """Like :func:`segment_sequence` but writes the PNGs directly into ``folder`` (``folder/<frame>.png``).
 
     ``folder`` may not exist yet, be empty, or hold a complete earlier result (skipped unless ``overwrite``).
-    A folder with other content is refused unless ``overwrite`` (then it is replaced as a whole, after the
-    new result is complete).
+    Otherwise it must hold an earlier result of isvos-lite (its manifest, or only ``<frame>.png`` masks of this
+    sequence): with ``overwrite`` (or when that result was left unfinished) its masks are replaced once the new
+    result is complete, and files the manifest does not list are kept. Anything else is refused.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"output {folder} exists and is a file; pass a folder for the masks")
     if not overwrite and folder_is_complete(folder, seq):
         return read_sequence_masks(folder, seq) if keep_masks else {}
-    if not overwrite and folder.is_dir() and any(folder.iterdir()):
-        raise ValueError(f"output folder {folder} already holds files that are not a complete result for "
-                         f"{seq.name} ({len(output_file_names(seq))} frames); delete it, choose another output "
-                         f"folder, or pass --overwrite to replace it")
+    own, foreign = _own_and_foreign(folder, seq)
+    if foreign is None:
+        raise ValueError(f"output folder {folder} holds files not written by isvos-lite (e.g. "
+                         f"{', '.join(_entries(folder)[:3])}); nothing there is replaced or deleted: choose an empty "
+                         f"or new output folder, or move those files away")
+    clash = sorted(set(foreign) & set(output_file_names(seq)))
+    if clash:
+        raise ValueError(f"output folder {folder} holds {clash[0]}, which isvos-lite did not write and would have "
+                         f"to replace; choose an empty or new output folder, or move that file away")
+    manifest = Manifest.read(folder)
+    if own and not overwrite and (manifest is None or manifest.complete):
+        raise ValueError(f"output folder {folder} holds an earlier result that is not a complete result for "
+                         f"{seq.name} ({len(output_file_names(seq))} frames); choose another output folder, or "
+                         f"pass --overwrite to replace its masks (files you added there are kept)")
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_work_folders(folder)
@@ -165,7 +183,12 @@ def segment_to_folder(model, seq: Sequence, folder: str | os.PathLike, *, overwr
             if on_frame is not None:
                 on_frame(index, frame, mask)
         os.chmod(work, 0o777 & ~_current_umask())       # mkdtemp makes 0700 folders; give the usual permissions
-        _move_into_place(work, folder)
+        written = output_file_names(seq)
+        if foreign:
+            _merge_into_place(work, folder, own, written)
+        else:
+            Manifest("segment", written).write(work)
+            _move_into_place(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -178,6 +201,43 @@ def _remove_stale_work_folders(folder: Path) -> None:
     for stale in folder.parent.glob(f".{folder.name}{PARTIAL_MARKER}*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _own_and_foreign(folder: Path, seq: Sequence) -> tuple[list[str], list[str] | None]:
+    """(entries isvos-lite wrote, entries it did not) of ``folder``; foreign is None when nothing says what is ours.
+
+    Ours: what the folder's manifest lists, or, for a folder written before manifests existed, ``<frame>.png``
+    masks of this sequence when the folder holds nothing else.
+    """
+    entries = _entries(folder)
+    if not entries:
+        return [], []
+    manifest = Manifest.read(folder)
+    if manifest is not None:
+        listed = set(manifest.files) | {MANIFEST_NAME}
+        return [e for e in entries if e in listed], [e for e in entries if e not in listed]
+    outputs = set(output_file_names(seq))
+    if all(e in outputs for e in entries):
+        return entries, []
+    return [], None
+
+
+def _merge_into_place(work: Path, folder: Path, own: list[str], written: list[str]) -> None:
+    """Move the finished masks of ``work`` into ``folder`` beside files the user added there, which stay.
+
+    The manifest says "incomplete" while files move, so a run killed half-way is redone, never taken as finished.
+    """
+    Manifest("segment", sorted((set(own) - {MANIFEST_NAME}) | set(written)), complete=False).write(folder)
+    for name in written:
+        os.replace(work / name, folder / name)
+    for name in set(own) - set(written) - {MANIFEST_NAME}:
+        (folder / name).unlink(missing_ok=True)
+    Manifest("segment", written).write(folder)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _move_into_place(work: Path, folder: Path) -> None:

@@ -202,8 +202,10 @@ class Trainer:
         self.amp_dtype = None
         if cfg.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        # the log's "iteration" counts through the whole recipe (static, then main), whichever stages this run does
-        self.iteration_offset = {s: sum(cfg.stage(p).iterations for p in STAGES[:i]) for i, s in enumerate(STAGES)}
+        # the log's "iteration" counts through the stages of this run's plan (e.g. static, then main); a stage the
+        # plan skips (the paper's instance stage, replaced by imported Mask2Former weights) adds nothing
+        self.iteration_offset = {s: sum(cfg.stage(p).iterations for p in STAGES[:i] if p in self.plan)
+                                 for i, s in enumerate(STAGES)}
         # optional TensorBoard mirror of metrics.jsonl (train/tensorboard.py); events after a resume point are dropped
         self.tensorboard = None
         if tensorboard and self.dist.is_main:
