@@ -49,8 +49,14 @@ DESCRIPTIONS = {
 }
 
 
+def isvos_lite() -> str:
+    """The isvos-lite entry point of the running interpreter's environment (works without an activated venv)."""
+    beside = Path(sys.executable).parent / "isvos-lite"
+    return str(beside) if beside.exists() else "isvos-lite"
+
+
 def train_command(arm: str, world: Path, runs: Path, instance: str) -> list[str]:
-    return ["isvos-lite", "train", "--preset", "lite", "--data", str(world), "--out", str(runs / arm),
+    return [isvos_lite(), "train", "--preset", "lite", "--data", str(world), "--out", str(runs / arm),
             "--stage", "main", "--main-iters", str(MAIN_ITERS), "--seed", str(SEED), "--threads", "1",
             "--val-every", "320", "--checkpoint-every", "80", "--init-instance", instance, "--quiet", *ARMS[arm]]
 
@@ -60,7 +66,7 @@ def eval_dir(runs: Path, arm: str, split: str) -> Path:
 
 
 def eval_command(arm: str, split: str, world: Path, runs: Path) -> list[str]:
-    return ["isvos-lite", "eval", "--checkpoint", str(runs / arm / "model.safetensors"), "--davis", str(world),
+    return [isvos_lite(), "eval", "--checkpoint", str(runs / arm / "model.safetensors"), "--davis", str(world),
             "--split", split, "--out", str(eval_dir(runs, arm, split)), "--threads", "1", "--workers", "1"]
 
 
