@@ -203,6 +203,30 @@ def test_readout_explorer_basis_and_mask_toggles_change_the_figure(video):
     np.testing.assert_array_equal(image_data(explorer.fig.axes[0]), frames[0])
 
 
+def test_readout_explorer_click_shows_similarity_to_the_picked_position(video):
+    frames, masks = video
+    maps = [np.zeros((2, 4, 6)) for _ in range(T)]           # a 4x6 grid over 32x48 frames: 8x8 pixel cells
+    for m in maps:
+        m[0] = 1.0                                           # every cell points along channel 0 ...
+        m[:, 0, 0] = (0.0, 1.0)                              # ... except the top-left cell (orthogonal)
+        m[:, 3, 5] = (-1.0, 0.0)                             # ... and the bottom-right one (opposite)
+    explorer = ReadoutExplorer(frames, {"readout": maps}, masks=masks)
+    pca = image_data(explorer.fig.axes[1])
+    click(explorer.fig, explorer.fig.axes[0], 20.0, 12.0)  # a channel-0 cell
+    assert explorer.view_buttons.value == "similarity to the picked position"
+    assert explorer.picked_xy == pytest.approx((20.0, 12.0))
+    similarity = image_data(explorer.fig.axes[1])
+    assert similarity.shape == (4, 6) and not np.array_equal(similarity, pca)
+    assert similarity[1, 2] == pytest.approx(1.0) and similarity[0, 0] == pytest.approx(0.0)
+    assert similarity[3, 5] == pytest.approx(-1.0)
+    click(explorer.fig, explorer.fig.axes[1], 2.0, 2.0)    # the top-left cell, on the feature panel
+    np.testing.assert_allclose(explorer.similarity_map("readout", 0, explorer.picked_xy)[0, 0], 1.0)
+    explorer.view_buttons.value = "PCA colours"
+    np.testing.assert_array_equal(image_data(explorer.fig.axes[1]), pca)
+    click(explorer.fig, explorer.fig.axes[0], 20.0, 12.0, button=3)      # right click: nothing
+    assert explorer.view_buttons.value == "PCA colours"
+
+
 def test_readout_explorer_needs_one_map_per_frame(video):
     frames, _ = video
     with pytest.raises(ValueError, match=r"features_by_name\['readout'\]: has 2 maps for 4 frames"):

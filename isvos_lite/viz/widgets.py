@@ -52,6 +52,9 @@ class FigureExplorer(ABC):
         if isinstance(self.fig.canvas, widgets.DOMWidget):  # ipympl: the canvas is itself a widget
             self.fig.canvas.header_visible = False
             self.fig.canvas.resizable = False
+            # ipympl overlays its toolbar on the figure on hover, over the panels one clicks; the explorers are driven
+            # by clicks and controls, not zoom and pan (https://matplotlib.org/ipympl/examples/full-example.html)
+            self.fig.canvas.toolbar_visible = False
             self._output = None
             self.view: widgets.Widget = self.fig.canvas
         else:                                              # inline / Agg: show renders in an Output widget
@@ -288,9 +291,15 @@ class ReadoutExplorer(FigureExplorer):
     ``features_by_name`` maps a name to one (C, h, w) map per frame. By default the colour basis is
     fitted once on all frames, so colours stay stable while scrubbing (same colour = same feature);
     "refit per frame" fits it on the shown frame only, for the most contrast.
+
+    **Click** any panel (ipympl) to pick a position: the view switches to "similarity to the picked position", where
+    each feature panel shows the cosine similarity of every cell's feature vector to the picked cell's (same map,
+    same frame; -1..1), and the position is starred on every panel. A readout that tells the target from its
+    look-alikes (Fig. 8) is similar on the target and dissimilar on them. ``pick(x, y)`` does the same from code.
     """
 
     BASIS_MODES = ("fixed over the video", "refit per frame")
+    VIEWS = ("PCA colours", "similarity to the picked position")
 
     def __init__(self, frames: Any, features_by_name: Mapping[str, Sequence[Any]], masks: Any = None,
                  shared_basis: bool | str = "auto", clip_percentile: float = 1.0, ncols: int = 4, panel_size: float = 2.8,
@@ -323,12 +332,47 @@ class ReadoutExplorer(FigureExplorer):
                                                    style={"button_width": "auto"})
         self.mask_checkbox = widgets.Checkbox(value=self.masks is not None, description="show masks",
                                               disabled=self.masks is None)
-        for control in (self.frame_slider, self.basis_buttons, self.mask_checkbox):
+        self.view_buttons = widgets.ToggleButtons(options=list(self.VIEWS), description="show",
+                                                  style={"button_width": "auto"})
+        self.picked_xy: tuple[float, float] = ((width - 1) / 2, (height - 1) / 2)   # frame pixels (x, y)
+        for control in (self.frame_slider, self.basis_buttons, self.mask_checkbox, self.view_buttons):
             control.observe(self.on_change, names="value")
         self.update()
 
     def controls(self) -> list[widgets.Widget]:
-        return [self.frame_slider, self.basis_buttons, self.mask_checkbox]
+        return [self.frame_slider, self.basis_buttons, self.mask_checkbox, self.view_buttons]
+
+    def similarity_map(self, name: Any, t: int, xy: tuple[float, float]) -> np.ndarray:
+        """(h, w) cosine similarity of each cell of map ``name`` at video frame ``t`` to the cell under pixel ``xy``.
+
+        The feature grid covers the frame (as in :func:`plot_readout_features`), so pixel (x, y) lies in cell
+        (y * h / H, x * w / W).
+        """
+        features = self.features_by_name[name][t - self.first_frame]              # (C, h, w)
+        channels, h, w = features.shape
+        height, width = self.frames[0].shape[:2]
+        row = int(np.clip(np.floor((xy[1] + 0.5) * h / height), 0, h - 1))
+        col = int(np.clip(np.floor((xy[0] + 0.5) * w / width), 0, w - 1))
+        vectors = features.reshape(channels, -1).astype(np.float64)
+        norms = np.linalg.norm(vectors, axis=0)
+        picked = vectors[:, row * w + col]
+        return (picked @ vectors / np.maximum(norms * norms[row * w + col], 1e-12)).reshape(h, w)
+
+    def pick(self, x: float, y: float) -> None:
+        """Pick the position (x, y) in frame pixels and show the similarity view."""
+        height, width = self.frames[0].shape[:2]
+        self.picked_xy = (float(np.clip(x, 0, width - 1)), float(np.clip(y, 0, height - 1)))
+        self._suspended = True
+        try:
+            self.view_buttons.value = self.VIEWS[1]
+        finally:
+            self._suspended = False
+        self.update()
+
+    def on_click(self, event: MouseEvent) -> None:
+        panels = self.fig.axes[:len(self.features_by_name) + 1]            # the frame, then one panel per map
+        if event.inaxes in panels and self.is_pick(event, event.inaxes):
+            self.pick(event.xdata, event.ydata)
 
     def update(self) -> None:
         t = self.frame_slider.value                          # video frame number
@@ -338,6 +382,18 @@ class ReadoutExplorer(FigureExplorer):
         mask = self.masks[i] if self.masks is not None and self.mask_checkbox.value else None
         plot_readout_features(self.frames[i], features, mask=mask, shared_basis=self.shared_basis, frame_index=t,
                               bases=bases, ncols=self.ncols, clip_percentile=self.clip_percentile, figure=self.fig)
+        if self.view_buttons.value == self.VIEWS[1]:
+            height, width = self.frames[i].shape[:2]
+            for ax, name in zip(self.fig.axes[1:], self.features_by_name):
+                for image in ax.get_images():
+                    image.remove()
+                ax.imshow(self.similarity_map(name, t, self.picked_xy), cmap="coolwarm", vmin=-1.0, vmax=1.0,
+                          interpolation="nearest", extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+                ax.set_title(f"{name}: cosine similarity", fontsize=ax.title.get_fontsize())
+            for ax in self.fig.axes[:len(self.features_by_name) + 1]:
+                ax.plot(*self.picked_xy, marker="*", markersize=14, color="yellow", markeredgecolor="black")
+            self.fig.suptitle(f"cosine similarity to the picked position ({self.picked_xy[0]:.0f}, "
+                              f"{self.picked_xy[1]:.0f}), -1 blue .. 1 red", fontsize=13)
         self._refresh()
 
 
