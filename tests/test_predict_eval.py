@@ -6,6 +6,7 @@ saved as a checkpoint, so the whole file takes seconds.
 
 import json
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -343,6 +344,25 @@ def test_eval_refuses_a_foreign_results_folder(world, checkpoint, tmp_path, caps
 
 
 # ---------------------------------------------------------------------------------------------- demo
+def test_demo_takes_no_amp_and_writes_videos_a_room_can_watch(world, checkpoint, tmp_path, capsys):
+    # --amp/--no-amp on demo as on predict and eval; videos at 4 fps (a 20-30 frame video lasts 5-8 s)
+    out = tmp_path / "demo_fp32"
+    code, text = _cli(["demo", "--world", str(world), "--checkpoint", str(checkpoint), "--out", str(out),
+                       "--sequences", "val-000", "--no-amp"], capsys)
+    assert code == 0, text
+    assert "(--no-amp)" in text and "fp32" in text
+    frames, _, fps = read_video_info(out / "val-000.mp4")
+    assert fps == pytest.approx(4.0) and frames / fps >= 2.0
+
+
+def test_the_docs_quote_no_demo_numbers():
+    # the demo prints its own per-video J&F; a page quoting them would fall out of step with the checkpoints
+    import re
+    text = (Path(__file__).resolve().parent.parent / "docs" / "EVALUATION.md").read_text()
+    demo = text.split("## The demo", 1)[1].split("\n## ", 1)[0]
+    assert not re.search(r"(val|lookalike)-\d{3} \d+\.\d", demo), demo
+
+
 def test_demo_writes_masks_videos_figure_and_scores(world, checkpoint, tmp_path, capsys):
     out = tmp_path / "demo"
     code, text = _cli(["demo", "--world", str(world), "--checkpoint", str(checkpoint), "--out", str(out)], capsys)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from isvos_lite.threads import add_threads_argument, use_threads
 
 DEFAULT_OUT = Path("outputs/demo")
 FRAMES_IN_FIGURE = 5
-VIDEO_FPS = 12
+VIDEO_FPS = 4           # the teaching videos are 20-30 frames: 5-8 s each, long enough for a room to watch
 
 
 def add_arguments(parser) -> None:
@@ -34,6 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
                         help="videos to segment (default: the two shortest val videos and the shortest lookalike video)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision: bf16 autocast on a CPU, fp16 on CUDA. Default: on for CPUs with native "
+                             "bf16, off elsewhere; --no-amp forces fp32 (as in predict and eval)")
     add_threads_argument(parser)
 
 
@@ -51,7 +55,8 @@ def run(args) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     print(use_threads(args.threads))
-    print(precision_note(None, args.device))                     # the demo has no --amp: this machine's default
+    amp = getattr(args, "amp", None)
+    print(precision_note(amp, args.device))
     world = Path(args.world) if args.world else teaching.ensure_teaching_world()
     names = args.sequences or _default_sequences(world)
     sequences = davis_sequences(world, names=names)
@@ -59,7 +64,7 @@ def run(args) -> int:
     print(f"demo: {len(sequences)} videos of the teaching world {world}, model {weights}")
 
     masks_dir = out / "masks"
-    predictions = _segment(model, sequences, masks_dir, args.device)
+    predictions = _segment(model, sequences, masks_dir, args.device, amp)
     result = _score(world, masks_dir, out, names)
     scores = {seq.name: _frame_scores(seq, predictions[seq.name]) for seq in sequences}
     _videos(sequences, predictions, scores, out)
@@ -125,13 +130,16 @@ def _warn_random_weights() -> None:
           f"!! (the command is in checkpoints/README.md).\n{bar}", file=sys.stderr)
 
 
-def _segment(model, sequences, masks_dir: Path, device: str) -> dict[str, dict[int, np.ndarray]]:
-    """Palette PNGs per sequence; returns {sequence: {frame index: mask}}."""
+def _segment(model, sequences, masks_dir: Path, device: str,
+             amp: bool | None = None) -> dict[str, dict[int, np.ndarray]]:
+    """Palette PNGs per sequence; returns {sequence: {frame index: mask}}. ``amp`` None: the device's default."""
     from tqdm.auto import tqdm
 
     from isvos_lite.eval.runner import segment_sequence
+    from isvos_lite.inference import default_amp
 
-    return {seq.name: segment_sequence(model, seq, masks_dir, overwrite=True, device=device)
+    amp = default_amp(device) if amp is None else amp
+    return {seq.name: segment_sequence(model, seq, masks_dir, overwrite=True, device=device, amp=amp)
             for seq in tqdm(sequences, desc="demo", unit="video")}
 
 
