@@ -234,7 +234,7 @@ def check_memory(cfg, model_cfg, stages, device: str, args) -> None:
     if proposal is None:
         raise ValueError(f"estimated peak memory {estimate.peak_bytes / GIB:.1f} GiB exceeds {limit / GIB:.1f} GiB "
                          f"({where}) with {current}; the weights, gradients and optimiser state alone need "
-                         f"{(estimate.static_bytes + estimate.runtime_bytes) / GIB:.1f} GiB, so no batch fits: use a "
+                         f"{(estimate.peak_bytes - estimate.parts['activations'] - estimate.parts['backward margin']) / GIB:.1f} GiB, so no batch fits: use a "
                          f"machine with more memory or a smaller --preset (or --no-memory-check to try anyway)")
     settings, peak = proposal
     suggestion = " ".join(f"{k} {v}" for k, v in settings.items())

@@ -13,11 +13,16 @@ A training step holds, at its peak (the start of the backward pass):
   and per-point terms do not grow with the image; the memory read's affinity, quadratic in pixels, is ~1 % of a
   clip). Clips and images of a batch are independent, so the step keeps ``batch_size`` x one clip's bytes +
   ``instance_batch_size`` x one image's bytes (over the processes of a distributed run, each keeps its share);
-* the **runtime**: on a CPU, the resident memory of this process before the probe model is built (Python,
-  PyTorch, the data index); on CUDA, the CUDA context (about 0.5 GiB);
+* the **runtime**: on a CPU, the resident memory of this process before the probe model is built, once the
+  training stack (trainer, plotting) is imported (Python, PyTorch, the data index); on CUDA, the CUDA context
+  (about 0.5 GiB);
+* the **checkpoint copy**: writing a checkpoint serialises the weights in memory (:data:`CHECKPOINT_COPIES`
+  weight-sized buffers, safetensors' Python bytes and file buffer) while the memory of the step is still held by
+  the allocator;
 * a **backward margin**: while the backward pass runs, the gradients of the activations exist next to the saved
-  tensors that are not yet freed; :data:`BACKWARD_MARGIN` of the activations covers it (measured; see
-  :func:`measure_peak` and the README's training section for the estimate against measured peaks).
+  tensors that are not yet freed; :data:`BACKWARD_MARGIN` of the activations covers it
+  (``scripts/memory_estimate_check.py`` compares the estimate with a run's measured peak; docs/TRAINING.md has
+  the numbers).
 
 The probes run on the training device with the trainer's autocast, so an fp16 / bf16 CUDA run is estimated at its
 own precision. :func:`fitting_settings` proposes the largest settings that fit a memory limit.
@@ -42,7 +47,8 @@ __all__ = ["MemoryEstimate", "estimate_training_memory", "available_memory", "fi
 
 GIB = 2 ** 30
 PROBE_CROPS = (64, 96)        # crops probed when the run's crop is larger (multiples of the backbone's stride, 32)
-BACKWARD_MARGIN = 0.25        # activation gradients alive during backward, as a fraction of the saved activations
+BACKWARD_MARGIN = 0.5         # activation gradients alive during backward, as a fraction of the saved activations
+CHECKPOINT_COPIES = 2         # weight-sized buffers while a checkpoint is written (Python bytes + the file buffer)
 CUDA_CONTEXT = int(0.5 * GIB)
 
 
@@ -171,10 +177,25 @@ _RUNTIME: list[int] = []
 
 
 def _runtime_rss() -> int:
-    """This process's resident memory before its first probe (later probes would count their own leftovers)."""
+    """This process's resident memory before its first probe, with the training stack imported."""
     if not _RUNTIME:
+        import isvos_lite.train.trainer  # noqa: F401  (what the run imports anyway)
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot  # noqa: F401  (the loss curve)
         _RUNTIME.append(current_rss())
     return _RUNTIME[0]
+
+
+def _return_freed_memory() -> None:
+    """Hand the probes' freed memory back to the system (glibc keeps freed heap pages otherwise), so that the run
+    after the estimate does not start with the probes' leftovers."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def estimate_training_memory(cfg: TrainConfig, model_cfg: ModelConfig, stages, device: str | torch.device = "cpu",
@@ -210,11 +231,13 @@ def estimate_training_memory(cfg: TrainConfig, model_cfg: ModelConfig, stages, d
         per_clip[stage] = int(clip_model[stage][0] + clip_model[stage][1] * crop ** 2)
         activations = clips * per_clip[stage] + images * per_image[stage]
         parts = {"weights+grads+AdamW": static, "activations": activations,
-                 "backward margin": int(BACKWARD_MARGIN * activations), "runtime": runtime}
+                 "backward margin": int(BACKWARD_MARGIN * activations), "checkpoint copy": CHECKPOINT_COPIES * static // 4,
+                 "runtime": runtime}
         peak = sum(parts.values())
         if best is None or peak > best.peak_bytes:
             best = MemoryEstimate(peak, stage, parts, static_bytes=static, runtime_bytes=runtime)
     del objective
+    _return_freed_memory()
     best.per_clip, best.per_image, best.clip_model, best.image_model = per_clip, per_image, clip_model, image_model
     return best
 
@@ -238,7 +261,8 @@ def fitting_settings(estimate: MemoryEstimate, cfg: TrainConfig, stages, limit: 
     (activations follow ``k0 + k1 * pixels``), then shorter clips (taken as proportional to the frames); the joint
     instance step is dropped (``--instance-every 0``) only when one image does not fit beside one clip.
     """
-    room = limit - estimate.static_bytes - estimate.runtime_bytes
+    fixed = estimate.static_bytes + CHECKPOINT_COPIES * estimate.static_bytes // 4 + estimate.runtime_bytes
+    room = limit - fixed
     if room <= 0:
         return None
     factor = 1 + BACKWARD_MARGIN
@@ -267,6 +291,6 @@ def fitting_settings(estimate: MemoryEstimate, cfg: TrainConfig, stages, limit: 
                                 "--crop-size": crop, "--clip-frames": frames}
                     if want_images and not images_allowed:
                         settings["--instance-every"] = 0
-                    peak = int(estimate.static_bytes + estimate.runtime_bytes + factor * (clips * clip + images * image))
+                    peak = int(fixed + factor * (clips * clip + images * image))
                     return settings, peak
     return None
