@@ -181,7 +181,9 @@ def test_bf16_autocast_keeps_the_prediction_on_a_cpu():
         seg = VideoSegmenter(model, mem_every=2, amp=amp)
         out[amp] = torch.stack([seg.step(frame, mask if t == 0 else None) for t, (frame, mask) in enumerate(frames)])
     assert torch.isfinite(out[True]).all() and out[True].dtype == torch.float32
-    assert (out[True] - out[False]).abs().max() < 0.1
+    difference = (out[True] - out[False]).abs()
+    # rounding moves probabilities a little everywhere and more at a few boundary pixels, never a whole region
+    assert difference.mean() < 0.005 and difference.max() < 0.25
     assert (out[True].argmax(1) == out[False].argmax(1)).float().mean() > 0.99
 
 
