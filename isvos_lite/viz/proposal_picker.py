@@ -63,13 +63,8 @@ class ProposalPicker(FigureExplorer):
 
     def select(self, x: int, y: int) -> None:
         """Move the click to (x, y) with one redraw."""
-        self._suspended = True
-        try:
-            self.x_slider.value = int(np.clip(x, 0, self.x_slider.max))
-            self.y_slider.value = int(np.clip(y, 0, self.y_slider.max))
-        finally:
-            self._suspended = False
-        self.update()
+        self.set_together((self.x_slider, int(np.clip(x, 0, self.x_slider.max))),
+                          (self.y_slider, int(np.clip(y, 0, self.y_slider.max))))
 
     def on_click(self, event: MouseEvent) -> None:
         if self.is_pick(event, self.frame_ax):

@@ -82,6 +82,16 @@ class FigureExplorer(ABC):
         if not self._suspended:
             self.update()
 
+    def set_together(self, *assignments: tuple[Any, Any]) -> None:
+        """Set several controls, given as (widget, value) pairs, with one redraw instead of one per control."""
+        self._suspended = True
+        try:
+            for widget, value in assignments:
+                widget.value = value
+        finally:
+            self._suspended = False
+        self.update()
+
     def on_click(self, event: MouseEvent) -> None:
         """Mouse click on the figure; explorers that react to clicks override it."""
 
@@ -250,13 +260,8 @@ class AffinityExplorer(FigureExplorer):
 
     def select(self, x: int, y: int) -> None:
         """Move the query pixel to (x, y) with one redraw."""
-        self._suspended = True
-        try:
-            self.x_slider.value = int(np.clip(x, 0, self.x_slider.max))
-            self.y_slider.value = int(np.clip(y, 0, self.y_slider.max))
-        finally:
-            self._suspended = False
-        self.update()
+        self.set_together((self.x_slider, int(np.clip(x, 0, self.x_slider.max))),
+                          (self.y_slider, int(np.clip(y, 0, self.y_slider.max))))
 
     def on_click(self, event: MouseEvent) -> None:
         if self.panels is None or not self.is_pick(event, self.panels.query_ax):
@@ -362,12 +367,7 @@ class ReadoutExplorer(FigureExplorer):
         """Pick the position (x, y) in frame pixels and show the similarity view."""
         height, width = self.frames[0].shape[:2]
         self.picked_xy = (float(np.clip(x, 0, width - 1)), float(np.clip(y, 0, height - 1)))
-        self._suspended = True
-        try:
-            self.view_buttons.value = self.VIEWS[1]
-        finally:
-            self._suspended = False
-        self.update()
+        self.set_together((self.view_buttons, self.VIEWS[1]))
 
     def on_click(self, event: MouseEvent) -> None:
         panels = self.fig.axes[:len(self.features_by_name) + 1]            # the frame, then one panel per map
